@@ -1,0 +1,477 @@
+"""Operations on `Tensor`s: one `Function` per operation, its backward right beside its forward.
+
+Each `forward` runs on raw ndarrays and declares with `self.save(...)` exactly what its `backward`
+needs: the cache that memory strategies trade against recomputation. Shapes and dtypes are saved as
+plain tuples, so they cost nothing in `graph_bytes`. Non-Tensor operands are constants (no
+gradient). Elementwise operations broadcast as NumPy does; `unbroadcast` sums each gradient back to
+its input's shape, and every gradient has the dtype of the input it flows to.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Sequence
+
+import numpy as np
+
+from bptt.tensor import Function, Tensor
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """The gradient of a broadcast result summed back to an input of `shape`, cast to `dtype`."""
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(k for k, n in enumerate(shape) if n == 1 and grad.shape[k] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad.astype(dtype, copy=False)
+
+
+def _broadcasting(op: str, ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # Let NumPy try first: checking shapes beforehand would cost every call, not just bad ones.
+    try:
+        return ufunc(a, b)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
+
+
+# --- elementwise, two operands -----------------------------------------------------------------
+class Add(Function):
+    def forward(self, a, b):
+        self.save(a.shape, a.dtype, b.shape, b.dtype)
+        return _broadcasting("add", np.add, a, b)
+
+    def backward(self, g):
+        a_shape, a_dtype, b_shape, b_dtype = self.saved
+        need_a, need_b = self.needs_input_grad
+        return (unbroadcast(g, a_shape, a_dtype) if need_a else None,
+                unbroadcast(g, b_shape, b_dtype) if need_b else None)
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        self.save(a.shape, a.dtype, b.shape, b.dtype)
+        return _broadcasting("sub", np.subtract, a, b)
+
+    def backward(self, g):
+        a_shape, a_dtype, b_shape, b_dtype = self.saved
+        need_a, need_b = self.needs_input_grad
+        return (unbroadcast(g, a_shape, a_dtype) if need_a else None,
+                unbroadcast(-g, b_shape, b_dtype) if need_b else None)
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.save(a, b)
+        return _broadcasting("mul", np.multiply, a, b)
+
+    def backward(self, g):
+        a, b = self.saved
+        need_a, need_b = self.needs_input_grad
+        return (unbroadcast(g * b, a.shape, a.dtype) if need_a else None,
+                unbroadcast(g * a, b.shape, b.dtype) if need_b else None)
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.save(a, b)
+        return _broadcasting("div", np.divide, a, b)
+
+    def backward(self, g):
+        a, b = self.saved
+        need_a, need_b = self.needs_input_grad
+        return (unbroadcast(g / b, a.shape, a.dtype) if need_a else None,
+                unbroadcast(-g * a / (b * b), b.shape, b.dtype) if need_b else None)
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        if a.ndim != 2 or b.ndim != 2:
+            raise ValueError(f"matmul: needs 2-D operands, got shapes {a.shape} and {b.shape}")
+        if a.shape[1] != b.shape[0]:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align "
+                             f"({a.shape[1]} != {b.shape[0]})")
+        self.save(a, b)
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.saved
+        need_a, need_b = self.needs_input_grad
+        return ((g @ b.T).astype(a.dtype, copy=False) if need_a else None,
+                (a.T @ g).astype(b.dtype, copy=False) if need_b else None)
+
+
+# --- elementwise, one operand ------------------------------------------------------------------
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, g):
+        return -g
+
+
+class Tanh(Function):
+    def forward(self, x):
+        y = np.tanh(x)
+        self.save(y)
+        return y
+
+    def backward(self, g):
+        (y,) = self.saved
+        return g * (1 - y * y)
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        # exp of -|x| never overflows; both branches of the logistic function are then stable.
+        e = np.exp(-np.abs(x))
+        y = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        self.save(y)
+        return y
+
+    def backward(self, g):
+        (y,) = self.saved
+        return g * y * (1 - y)
+
+
+class ReLU(Function):
+    def forward(self, x):
+        y = np.maximum(x, 0)
+        self.save(y)  # the output, not a mask: the next node usually saves it anyway
+        return y
+
+    def backward(self, g):
+        (y,) = self.saved
+        return g * (y > 0)
+
+
+class Exp(Function):
+    def forward(self, x):
+        with np.errstate(over="ignore"):  # inf, as NumPy gives; the losses report non-finite values
+            y = np.exp(x)
+        self.save(y)
+        return y
+
+    def backward(self, g):
+        (y,) = self.saved
+        return g * y
+
+
+class Log(Function):
+    def forward(self, x):
+        with np.errstate(divide="ignore", invalid="ignore"):  # -inf / nan, as NumPy gives
+            y = np.log(x)
+        self.save(x)
+        return y
+
+    def backward(self, g):
+        (x,) = self.saved
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return g / x
+
+
+class Softmax(Function):
+    def forward(self, x, axis=-1):
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        y = e / e.sum(axis=axis, keepdims=True)
+        self.save(y, axis)
+        return y
+
+    def backward(self, g):
+        y, axis = self.saved
+        return y * (g - (g * y).sum(axis=axis, keepdims=True))
+
+
+# --- shape -------------------------------------------------------------------------------------
+class GetItem(Function):
+    def forward(self, x, index):
+        self.save(x.shape, x.dtype, index)
+        return x[index]
+
+    def backward(self, g):
+        shape, dtype, index = self.saved
+        grad = np.zeros(shape, dtype)
+        parts = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(p, (list, np.ndarray)) for p in parts):
+            np.add.at(grad, index, g)  # an index may repeat: its gradients add up
+        else:
+            grad[index] = g
+        return grad
+
+
+def _axes(axis, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(sorted(a % ndim for a in (axis if isinstance(axis, tuple) else (axis,))))
+
+
+class Sum(Function):
+    def forward(self, x, axis=None, keepdims=False):
+        y = x.sum(axis=axis, keepdims=keepdims)  # NumPy validates the axes first
+        self.save(x.shape, _axes(axis, x.ndim), keepdims)
+        return y
+
+    def backward(self, g):
+        shape, axes, keepdims = self.saved
+        return np.broadcast_to(g if keepdims else np.expand_dims(g, axes), shape)
+
+
+class Mean(Sum):
+    """`Sum` divided by the number of elements summed; its backward is Sum's, scaled."""
+
+    def forward(self, x, axis=None, keepdims=False):
+        total = super().forward(x, axis, keepdims)
+        return total / self._count()
+
+    def backward(self, g):
+        return super().backward(g / self._count())
+
+    def _count(self) -> int:
+        shape, axes, _ = self.saved
+        return math.prod(shape[a] for a in axes)
+
+
+class Reshape(Function):
+    def forward(self, x, shape):
+        self.save(x.shape)
+        return x.reshape(shape)
+
+    def backward(self, g):
+        (shape,) = self.saved
+        return g.reshape(shape)
+
+
+class Transpose(Function):
+    def forward(self, x, axes=None):
+        y = np.transpose(x, axes)  # NumPy validates the axes first
+        self.save(None if axes is None else tuple(a % x.ndim for a in axes))
+        return y
+
+    def backward(self, g):
+        (axes,) = self.saved
+        return np.transpose(g, None if axes is None else np.argsort(axes))
+
+
+class Concatenate(Function):
+    def forward(self, *arrays, axis=0):
+        y = np.concatenate(arrays, axis=axis)
+        axis %= y.ndim
+        offsets = list(itertools.accumulate(a.shape[axis] for a in arrays))[:-1]
+        self.save(axis, offsets, [a.dtype for a in arrays])
+        return y
+
+    def backward(self, g):
+        axis, offsets, dtypes = self.saved
+        return tuple(part.astype(dtype, copy=False)
+                     for part, dtype in zip(np.split(g, offsets, axis=axis), dtypes))
+
+
+class Stack(Function):
+    def forward(self, *arrays, axis=0):
+        y = np.stack(arrays, axis=axis)
+        self.save(axis % y.ndim, [a.dtype for a in arrays])
+        return y
+
+    def backward(self, g):
+        axis, dtypes = self.saved
+        parts = np.moveaxis(g, axis, 0)
+        return tuple(part.astype(dtype, copy=False) for part, dtype in zip(parts, dtypes))
+
+
+# --- losses --------------------------------------------------------------------------------------
+def _non_finite(op: str, **arrays: np.ndarray) -> FloatingPointError:
+    """The error for a loss that came out NaN/Inf, naming the input that caused it (slow path)."""
+    for what, array in arrays.items():
+        nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        if nan or inf:
+            counts = " and ".join(f"{name} at {k} position{'s' if k > 1 else ''}"
+                                  for name, k in (("NaN", nan), ("Inf", inf)) if k)
+            first = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+            return FloatingPointError(f"{op}: {what} contains {counts} (first at index {first})")
+    return FloatingPointError(f"{op}: the loss is not finite although every input is finite "
+                              f"(overflow; scale the inputs down)")
+
+
+class SoftmaxCrossEntropy(Function):
+    """Mean over N of -log softmax(logits)[n, labels[n]], fused: stable and one cached array."""
+
+    def forward(self, logits, labels):
+        if logits.ndim != 2:
+            raise ValueError(f"softmax_cross_entropy: logits must have shape (N, C), "
+                             f"got {logits.shape}")
+        n, c = logits.shape
+        labels = np.asarray(labels)
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"softmax_cross_entropy: labels must be integer class indices, "
+                            f"got dtype {labels.dtype}")
+        if labels.shape != (n,) or n == 0:
+            raise ValueError(f"softmax_cross_entropy: labels must have shape (N,) = ({n},) "
+                             f"with N >= 1, got {labels.shape}")
+        bad = (labels < 0) | (labels >= c)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ValueError(f"softmax_cross_entropy: labels must be in [0, {c}), "
+                             f"got {labels[k]} at position {k}")
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            shifted = logits - logits.max(axis=1, keepdims=True)  # log-sum-exp trick
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            loss = -log_probs[np.arange(n), labels].mean()
+        if not np.isfinite(loss):
+            raise _non_finite("softmax_cross_entropy", logits=logits)
+        self.save(np.exp(log_probs), labels)
+        return np.asarray(loss, dtype=logits.dtype)
+
+    def backward(self, g):
+        probs, labels = self.saved
+        grad = probs.copy()  # the cache may be reversed again (retain_graph): never edit it
+        grad[np.arange(len(labels)), labels] -= 1
+        grad *= g / len(labels)
+        return grad
+
+
+class MSELoss(Function):
+    """Mean over every element of (pred - target)^2."""
+
+    def forward(self, pred, target):
+        if pred.shape != target.shape:
+            raise ValueError(f"mse_loss: prediction shape {pred.shape} and target shape "
+                             f"{target.shape} differ")
+        if pred.size == 0:
+            raise ValueError("mse_loss: prediction is empty")
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = pred - target
+            loss = np.mean(diff * diff)
+        if not np.isfinite(loss):
+            raise _non_finite("mse_loss", prediction=pred, target=target)
+        self.save(diff, pred.dtype, target.dtype)
+        return np.asarray(loss, dtype=diff.dtype)
+
+    def backward(self, g):
+        diff, pred_dtype, target_dtype = self.saved
+        grad = diff * (2 * g / diff.size)
+        return grad.astype(pred_dtype, copy=False), (-grad).astype(target_dtype, copy=False)
+
+
+# --- the public functions ----------------------------------------------------------------------
+def add(a, b) -> Tensor:
+    """a + b, broadcasting."""
+    return Add()(a, b)
+
+
+def sub(a, b) -> Tensor:
+    """a - b, broadcasting."""
+    return Sub()(a, b)
+
+
+def mul(a, b) -> Tensor:
+    """a * b elementwise, broadcasting."""
+    return Mul()(a, b)
+
+
+def div(a, b) -> Tensor:
+    """a / b elementwise, broadcasting."""
+    return Div()(a, b)
+
+
+def neg(x) -> Tensor:
+    """-x."""
+    return Neg()(x)
+
+
+def matmul(a, b) -> Tensor:
+    """(M, K) @ (K, N) -> (M, N); only 2-D operands."""
+    return MatMul()(a, b)
+
+
+def getitem(x, index) -> Tensor:
+    """x[index]: ints, slices, None, Ellipsis, boolean masks and integer arrays (which may repeat
+    an element; the gradients then add up)."""
+    return GetItem()(x, index=index)
+
+
+def sum(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 (NumPy's name)
+    """Sum over `axis` (an int, a tuple, or None for all)."""
+    return Sum()(x, axis=axis, keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims: bool = False) -> Tensor:
+    """Mean over `axis` (an int, a tuple, or None for all)."""
+    return Mean()(x, axis=axis, keepdims=keepdims)
+
+
+def reshape(x, shape) -> Tensor:
+    """x with a new shape of the same size (-1 infers one dimension)."""
+    return Reshape()(x, shape=shape)
+
+
+def transpose(x, axes=None) -> Tensor:
+    """x with its axes permuted (None: reversed). `axes` may also be given as ((1, 0),)."""
+    if axes is not None and len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = axes[0]
+    return Transpose()(x, axes=None if axes is None else tuple(axes))
+
+
+def tanh(x) -> Tensor:
+    """Hyperbolic tangent."""
+    return Tanh()(x)
+
+
+def sigmoid(x) -> Tensor:
+    """Logistic function 1 / (1 + exp(-x)), computed without overflow for any x."""
+    return Sigmoid()(x)
+
+
+def relu(x) -> Tensor:
+    """max(x, 0); the gradient at 0 is taken as 0."""
+    return ReLU()(x)
+
+
+def exp(x) -> Tensor:
+    """e^x (inf on overflow, as NumPy)."""
+    return Exp()(x)
+
+
+def log(x) -> Tensor:
+    """Natural logarithm (-inf at 0 and nan below, as NumPy, without warnings)."""
+    return Log()(x)
+
+
+def softmax(x, axis: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along `axis`, shifted by the maximum so it never overflows."""
+    return Softmax()(x, axis=axis)
+
+
+def concatenate(tensors: Sequence, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    if len(tensors) == 0:
+        raise ValueError("concatenate needs at least one tensor, got none")
+    return Concatenate()(*tensors, axis=axis)
+
+
+def stack(tensors: Sequence, axis: int = 0) -> Tensor:
+    """Join same-shaped tensors along a new axis."""
+    if len(tensors) == 0:
+        raise ValueError("stack needs at least one tensor, got none")
+    return Stack()(*tensors, axis=axis)
+
+
+def softmax_cross_entropy(logits, labels) -> Tensor:
+    """Mean cross-entropy of (N, C) logits against integer labels of shape (N,), in [0, C).
+
+    Fused (log-sum-exp, never overflows) and caches one (N, C) array, the softmax; the gradient is
+    (softmax - onehot) / N. Raises FloatingPointError naming where logits are NaN/Inf.
+    """
+    return SoftmaxCrossEntropy()(logits, labels=labels)
+
+
+def mse_loss(pred, target) -> Tensor:
+    """Mean over every element of (pred - target)^2; shapes must match exactly (no broadcasting,
+    which would hide a (N,) vs (N, 1) mix-up). `target` is an ndarray or a Tensor. Raises
+    FloatingPointError naming where the inputs are NaN/Inf."""
+    return MSELoss()(pred, target)
+
+
+__all__ = ["add", "concatenate", "div", "exp", "getitem", "log", "matmul",
+           "mean", "mse_loss", "mul", "neg", "relu", "reshape", "sigmoid", "softmax",
+           "softmax_cross_entropy", "stack", "sub", "sum", "tanh", "transpose", "unbroadcast"]

@@ -1,0 +1,137 @@
+"""Fully connected layers: `Linear` and `MLP`, whose layers can be inspected after backward."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from bptt.nn.init import initialiser
+from bptt.nn.module import Module, Parameter
+from bptt.tensor import FLOAT_DTYPES, Tensor
+
+ACTIVATIONS = {"tanh": Tensor.tanh, "relu": Tensor.relu, "sigmoid": Tensor.sigmoid}
+
+# The initialisation that keeps variances stable for each activation.
+DEFAULT_INIT = {"tanh": "xavier", "sigmoid": "xavier", "relu": "he"}
+
+
+class Linear(Module):
+    """y = x @ W + b, with W of shape (in_features, out_features) and b of shape (out_features,).
+
+    x has shape (batch, in_features). W is drawn by `init` ("xavier" uniform or "he" normal) from
+    `rng`; b starts at zero.
+    """
+
+    def __init__(self, in_features: int, out_features: int, rng: np.random.Generator,
+                 init: str = "xavier", dtype=np.float64):
+        _check_size("in_features", in_features)
+        _check_size("out_features", out_features)
+        dtype = _check_dtype(dtype)
+        draw = initialiser(init)
+        self.in_features, self.out_features, self.init = in_features, out_features, init
+        self.weight = Parameter(draw(in_features, out_features, rng, dtype), name="weight")
+        self.bias = Parameter(np.zeros(out_features, dtype=dtype), name="bias")
+
+    def forward(self, x) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}) expects input of "
+                             f"shape (batch, {self.in_features}), got {x.shape}")
+        return x @ self.weight + self.bias
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """What one MLP layer l cached in an inspected forward pass.
+
+    `x` is its input activation x^(l-1) (batch, in), `z` its pre-activation z^(l) = x W + b
+    (batch, out) and, once `backward` has run, `delta` is δ^(l) = ∂L/∂z^(l) (batch, out), so that
+    ∂L/∂W^(l) = x^(l-1)ᵀ δ^(l) and ∂L/∂b^(l) = Σ_batch δ^(l).
+    """
+
+    input: Tensor
+    pre_activation: Tensor
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.input.data
+
+    @property
+    def z(self) -> np.ndarray:
+        return self.pre_activation.data
+
+    @property
+    def delta(self) -> np.ndarray:
+        if self.pre_activation.grad is None:
+            raise RuntimeError("delta is only known after backward() from a loss that depends "
+                               "on this layer")
+        return self.pre_activation.grad
+
+
+class MLP(Module):
+    """A stack of `Linear` layers with `activation` between them (none after the last).
+
+    `sizes` = (in, hidden..., out) gives len(sizes) - 1 layers. Weights use Xavier init for
+    tanh/sigmoid and He init for relu.
+    """
+
+    def __init__(self, sizes: Sequence[int], activation: str = "tanh", *,
+                 rng: np.random.Generator, dtype=np.float64):
+        sizes = list(sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least (in, out), got {sizes}")
+        for size in sizes:
+            _check_size(f"every entry of sizes {sizes}", size)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; "
+                             f"choose one of {sorted(ACTIVATIONS)}")
+        self.sizes, self.activation = sizes, activation
+        self.dtype = _check_dtype(dtype)
+        self.layers = [Linear(n_in, n_out, rng, init=DEFAULT_INIT[activation], dtype=self.dtype)
+                       for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+        self.layer_records: list[LayerRecord] = []
+
+    def forward(self, x, inspect: bool = False) -> Tensor:
+        """The output (batch, sizes[-1]) for input x (batch, sizes[0]).
+
+        With `inspect=True` each layer's input and pre-activation are kept in `layer_records`
+        (and the pre-activations retain their gradient); otherwise `layer_records` is emptied, so
+        that no graph is held alive by the model.
+        """
+        h = x if isinstance(x, Tensor) else Tensor(x)
+        records = []
+        for k, layer in enumerate(self.layers):
+            z = layer(h)
+            if inspect:
+                records.append(LayerRecord(h, z.retain_grad()))
+            h = z if k == len(self.layers) - 1 else ACTIVATIONS[self.activation](z)
+        self.layer_records = records
+        return h
+
+    def config(self) -> dict:
+        """The constructor arguments as JSON-ready data (what `bptt.io` saves to rebuild it)."""
+        return {"architecture": "mlp", "sizes": list(self.sizes), "activation": self.activation,
+                "dtype": self.dtype.name}
+
+    @classmethod
+    def from_config(cls, config: dict, rng: np.random.Generator | None = None) -> "MLP":
+        """An MLP built from `config()` output (weights freshly initialised from `rng`)."""
+        return cls(config["sizes"], config["activation"],
+                   rng=rng if rng is not None else np.random.default_rng(0),
+                   dtype=np.dtype(config["dtype"]))
+
+
+def _check_size(what: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+
+
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype

@@ -1,0 +1,200 @@
+"""Iris (Fisher, 1936): 150 flowers, 4 measurements in cm, 3 species — the MLP sanity task.
+
+Data: the bundled `data/iris.csv` (the Hugging Face `scikit-learn/iris` schema), read through
+`datasets` with no network; or the hub copy itself with `source="scikit-learn/iris"`.
+Split: a fixed 120/30 permutation from `numpy.random.default_rng(42)`, whatever the run seed;
+features standardised with the training set's mean and std. Model: a 4-32-3 tanh MLP trained by
+SGD on the mean softmax cross-entropy. The run seed drives weight init and batch shuffling only.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import numpy as np
+
+from bptt import functions as F
+from bptt import no_grad
+from bptt.nn import MLP
+from bptt.optim import SGD
+
+CSV_PATH = Path(__file__).parent / "data" / "iris.csv"
+FEATURES = ("SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm")
+CLASSES = ("Iris-setosa", "Iris-versicolor", "Iris-virginica")
+SPLIT_SEED = 42
+N_TRAIN = 120
+HIDDEN = 32
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_UPDATE_DOWNLOAD_COUNTS": "0"}
+
+
+@dataclass(frozen=True)
+class IrisData:
+    """The standardised split: x_* (n, 4) float64, y_* (n,) int64 class indices into CLASSES.
+
+    `mean` and `std` (4,) are the training-set statistics used to standardise both sets.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """Loss (mean cross-entropy, nats) and accuracy (fraction) on both sets after one epoch."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+
+
+@dataclass
+class IrisRun:
+    """A finished training run: the model and its per-epoch history."""
+
+    model: MLP
+    data: IrisData
+    history: list[EpochRecord] = field(default_factory=list)
+
+    @property
+    def final(self) -> EpochRecord:
+        return self.history[-1]
+
+
+def load_iris(source: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All 150 rows: features (150, 4) float64 in cm and labels (150,) int64.
+
+    `source=None` reads the bundled CSV offline (the HF_* offline variables are given defaults
+    before `datasets` is imported, which is when it reads them). A hub dataset name such as
+    "scikit-learn/iris" downloads it; without network that fails at once with a ConnectionError.
+    Since the variables are process-wide, load from the hub before any bundled load.
+    """
+    if source is None:
+        for name, value in OFFLINE_ENV.items():
+            os.environ.setdefault(name, value)
+    else:
+        _check_hub_reachable(source)
+    import datasets  # ~1 s and ~100 MiB: only when data is actually needed
+
+    was_disabled = datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # callers show their own progress
+    try:
+        if source is None:
+            table = datasets.load_dataset("csv", data_files=str(CSV_PATH), split="train")
+        else:
+            try:
+                table = datasets.load_dataset(source, split="train")
+            except ConnectionError as error:
+                raise ConnectionError(f"cannot load {source!r} from the Hugging Face hub: "
+                                      f"{error}; omit source to use the bundled copy") from None
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+    return _arrays(table, where=str(CSV_PATH) if source is None else source)
+
+
+def _check_hub_reachable(source: str) -> None:
+    # Offline, `load_dataset(name)` retries for ~23 s before failing: find out in 3 s instead.
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        raise ConnectionError(f"cannot load {source!r} from the Hugging Face hub: HF_HUB_OFFLINE "
+                              f"is set (a bundled load sets it by default); omit source to use "
+                              f"the bundled copy")
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=3).close()
+    except OSError as error:
+        raise ConnectionError(f"cannot load {source!r} from the Hugging Face hub: "
+                              f"{endpoint.hostname} is unreachable ({error}); omit source to "
+                              f"use the bundled copy") from None
+
+
+def _arrays(table, where: str) -> tuple[np.ndarray, np.ndarray]:
+    missing = [c for c in (*FEATURES, "Species") if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{where}: missing columns {missing}")
+    # Without dtype= the numpy format silently returns float32.
+    columns = table.with_format("numpy", columns=list(FEATURES), dtype=np.float64)[:]
+    x = np.column_stack([columns[c] for c in FEATURES])
+    species = table.with_format(None)[:]["Species"]
+    unknown = sorted(set(species) - set(CLASSES))
+    if unknown:
+        raise ValueError(f"{where}: unknown species {unknown}; expected {list(CLASSES)}")
+    y = np.array([CLASSES.index(s) for s in species], dtype=np.int64)
+    return x, y
+
+
+def split(x: np.ndarray, y: np.ndarray) -> IrisData:
+    """The fixed 120/30 split (permutation from default_rng(42)), standardised by train stats."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(x))
+    train, test = order[:N_TRAIN], order[N_TRAIN:]
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+    return IrisData((x[train] - mean) / std, y[train], (x[test] - mean) / std, y[test], mean, std)
+
+
+def load_data(source: str | None = None) -> IrisData:
+    """`split(*load_iris(source))`."""
+    return split(*load_iris(source))
+
+
+def build_model(rng: np.random.Generator) -> MLP:
+    """The 4-32-3 tanh MLP, Xavier-initialised from `rng`."""
+    return MLP([len(FEATURES), HIDDEN, len(CLASSES)], "tanh", rng=rng)
+
+
+def evaluate(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `model` on (x, y), recording no graph."""
+    with no_grad():
+        logits = model(x)
+        loss = F.softmax_cross_entropy(logits, y)
+    return loss.item(), float(np.mean(np.argmax(logits.data, axis=1) == y))
+
+
+def train(data: IrisData, seed: int = 42, epochs: int = 80, lr: float = 0.1,
+          batch_size: int = 16,
+          on_epoch: Callable[[EpochRecord], None] | None = None) -> IrisRun:
+    """Train `build_model` with minibatch SGD; `on_epoch` is called after every epoch.
+
+    `seed` spawns two independent generators: one for the weights, one for the per-epoch
+    shuffles, so changing the number of epochs does not change the initial weights.
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    init_rng, shuffle_rng = np.random.default_rng(seed).spawn(2)
+    model = build_model(init_rng)
+    optimizer = SGD(model.parameters(), lr=lr)
+    run = IrisRun(model, data)
+    n = len(data.x_train)
+    for epoch in range(1, epochs + 1):
+        order = shuffle_rng.permutation(n)
+        for start in range(0, n, batch_size):
+            batch = order[start:start + batch_size]
+            loss = F.softmax_cross_entropy(model(data.x_train[batch]), data.y_train[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        record = EpochRecord(epoch, *evaluate(model, data.x_train, data.y_train),
+                             *evaluate(model, data.x_test, data.y_test))
+        run.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+    return run
+
+
+def predict_petal_plane(model: MLP, data: IrisData) -> Callable[[np.ndarray], np.ndarray]:
+    """Class predictions over the (petal length, petal width) plane in cm, the two sepal
+    features held at their training mean: a function (n, 2) cm -> (n,) class indices."""
+    def predict(points: np.ndarray) -> np.ndarray:
+        x = np.tile(data.mean, (len(points), 1))
+        x[:, 2:] = points
+        with no_grad():
+            return np.argmax(model((x - data.mean) / data.std).data, axis=1)
+    return predict
