@@ -1,32 +1,54 @@
-"""`bptt-bench`: train a task from the command line and report its figures.
+"""`bptt-bench`: train with a memory strategy and report memory, time, convergence, exactness.
 
-`main` is a click group whose default action (no subcommand) trains, so options such as
-`--task iris` work on their own and subcommands can be added beside them. Bad values and
-unwritable outputs are usage errors (exit 2, one `Error:` line), checked before training starts.
+    bptt-bench --strategy checkpoint              # adding problem, tanh RNN: the default job
+    bptt-bench compare --strategies full,checkpoint,revolve --seq-len 1000
+    bptt-bench plan --strategy revolve --seq-len 100 --slots 5 --json -
+    bptt-bench --task iris                        # the MLP as a chain of layers
+
+`main` is a click group whose default action (no subcommand) trains. Bad values, impossible
+budgets and unwritable or unreadable files end with one `Error:` line and exit code 2, checked
+before training where possible; never a traceback.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import click
 
-TASKS = ("iris",)
+from bptt.memory import parse_bytes
+
+STRATEGY_NAMES = ("full", "truncated", "checkpoint", "revolve", "adaptive")
+SEQUENCE_TASKS = ("adding", "copy", "reber", "text")
+TASKS = SEQUENCE_TASKS + ("iris",)
+CELLS = ("rnn", "lstm", "gru")
 
 
-def _finite_positive(ctx, param, value: float) -> float:
-    if not (math.isfinite(value) and value > 0):
+class BadInput(click.ClickException):
+    """A one-line `Error: ...` and exit code 2, like click's usage errors, without the usage."""
+    exit_code = 2
+
+
+def _finite_positive(ctx, param, value):
+    if value is not None and not (math.isfinite(value) and value > 0):
         raise click.BadParameter(f"must be a finite number > 0, got {value}")
     return value
 
 
-def _writable_file(ctx, param, path: Path | None) -> Path | None:
-    if path is None:
+def _budget(ctx, param, value):
+    if value is None:
         return None
+    try:
+        return parse_bytes(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _writable_file(ctx, param, path: Path | None) -> Path | None:
+    if path is None or str(path) == "-":
+        return path
     if path.is_dir():
         raise click.BadParameter(f"{path} is a directory, expected a file path")
     parent = path.parent
@@ -51,78 +73,150 @@ def _writable_dir(ctx, param, path: Path | None) -> Path | None:
     return path
 
 
+def _stack(*decorators):
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+strategy_options = _stack(
+    click.option("--k1", type=click.IntRange(min=1), help="truncated: steps between windows."),
+    click.option("--k2", type=click.IntRange(min=1),
+                 help="truncated: steps each window backpropagates (>= k1; default k1)."),
+    click.option("--segment", type=click.IntRange(min=1),
+                 help="checkpoint: steps between kept states (default ceil(sqrt(T)))."),
+    click.option("--slots", type=click.IntRange(min=1),
+                 help="revolve: states held at once, the initial one included (default 10)."),
+    click.option("--budget", callback=_budget,
+                 help="adaptive: memory budget, e.g. 10MB, 512KiB or 200000 (bytes); "
+                      "default 10% of full's cache."),
+)
+
+model_options = _stack(
+    click.option("--task", type=click.Choice(TASKS), default="reber", show_default=True,
+                 help="What to train."),
+    click.option("--text", "text_path", type=click.Path(path_type=Path),
+                 help="text task: a UTF-8 text file (default: the built-in text)."),
+    click.option("--cell", type=click.Choice(CELLS), default="rnn", show_default=True),
+    click.option("--seq-len", type=click.IntRange(min=1), help="T (default: the task's)."),
+    click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True),
+    click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True),
+    click.option("--steps", type=click.IntRange(min=1), default=400, show_default=True,
+                 help="Training steps (sequence tasks)."),
+    click.option("--epochs", type=click.IntRange(min=1), default=80, show_default=True,
+                 help="Epochs (iris)."),
+    click.option("--lr", type=float, callback=_finite_positive,
+                 help="Learning rate (default 0.003 for sequence tasks, 0.1 for iris)."),
+    click.option("--optimizer", type=click.Choice(("adam", "sgd")), default="adam",
+                 show_default=True, help="Sequence tasks (iris uses SGD)."),
+    click.option("--clip", type=float, default=1.0, show_default=True,
+                 callback=_finite_positive, help="Largest global gradient norm."),
+    click.option("--on-nan", type=click.Choice(("stop", "skip")), default="stop",
+                 show_default=True, help="On NaN/Inf: stop naming the step, or skip it."),
+    click.option("--seed", type=click.IntRange(min=0), default=42, show_default=True),
+    click.option("--quiet", is_flag=True, help="No progress bar and no table."),
+)
+
+
 @click.group(invoke_without_command=True)
-@click.option("--task", type=click.Choice(TASKS), default="iris", show_default=True,
-              help="What to train.")
-@click.option("--seed", type=click.IntRange(min=0), default=42, show_default=True,
-              help="Seed of weight init and batch shuffling (the data split is fixed).")
-@click.option("--epochs", type=click.IntRange(min=1), default=80, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True, callback=_finite_positive,
-              help="SGD learning rate.")
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Minibatch size.")
+@click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default="full",
+              show_default=True, help="How memory is traded against recomputation.")
+@strategy_options
+@model_options
 @click.option("--json", "json_path", type=click.Path(path_type=Path), callback=_writable_file,
-              help="Write the figures and per-epoch history to this JSON file.")
+              help="Write the figures and history to this JSON file.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), callback=_writable_file,
+              help="Write the per-step history to this CSV file.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), callback=_writable_file,
-              help="Write a PNG of the training curves and decision regions.")
+              help="Write a PNG of the training curves.")
 @click.option("--save", "save_dir", type=click.Path(path_type=Path), callback=_writable_dir,
-              help="Save the trained model (model.safetensors + config.json) here.")
-@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+              help="Save the trained weights (model.safetensors + config.json) here.")
+@click.option("--save-grads", "grads_path", type=click.Path(path_type=Path),
+              callback=_writable_file,
+              help="Write the first batch, initial weights and their gradients (safetensors).")
 @click.pass_context
-def main(ctx: click.Context, task: str, seed: int, epochs: int, lr: float, batch: int,
-         json_path: Path | None, plot_path: Path | None, save_dir: Path | None,
-         quiet: bool) -> None:
-    """Train a model with backpropagation and report test accuracy, losses and time."""
+def main(ctx: click.Context, **options) -> None:
+    """Train a model with a memory strategy and report memory, time and convergence."""
     if ctx.invoked_subcommand is not None:
         return
-    from bptt import io
-    from tasks import iris
-
-    data = iris.load_data()
-    start = time.perf_counter()
-    if quiet:
-        run = iris.train(data, seed=seed, epochs=epochs, lr=lr, batch_size=batch)
-    else:
-        with click.progressbar(length=epochs, label=f"training {task}",
-                               file=sys.stderr) as bar:
-            run = iris.train(data, seed=seed, epochs=epochs, lr=lr, batch_size=batch,
-                             on_epoch=lambda record: bar.update(1))
-    seconds = time.perf_counter() - start
-    final = run.final
-    history = [dataclasses.asdict(record) for record in run.history]
-    report = {"task": task, "strategy": "full", "seed": seed, "epochs": epochs, "lr": lr,
-              "batch": batch, "test_accuracy": final.test_accuracy, "test_loss": final.test_loss,
-              "final_train_loss": final.train_loss, "train_seconds": seconds,
-              "history": history}
-    if not quiet:
-        click.echo(f"{task}: seed {seed}, {epochs} epochs, lr {lr}, batch {batch}, "
-                   f"strategy full")
-        click.echo(f"  test accuracy     {final.test_accuracy:.4f}")
-        click.echo(f"  test loss         {final.test_loss:.4f}")
-        click.echo(f"  final train loss  {final.train_loss:.4f}")
-        click.echo(f"  time              {seconds:.2f} s")
-    if json_path is not None:
-        _write("--json", json_path, lambda: io.atomic_write_json(json_path, report))
-    if plot_path is not None:
-        from bptt.plots import plot_classifier_run
-
-        test = data.x_test * data.std + data.mean
-        _write("--plot", plot_path, lambda: plot_classifier_run(
-            plot_path, history, iris.predict_petal_plane(run.model, data),
-            points=test[:, 2:], labels=data.y_test, axis_names=("petal length (cm)",
-                                                                "petal width (cm)"),
-            class_names=iris.CLASSES, title=f"{task}, seed {seed}: test accuracy "
-                                            f"{final.test_accuracy:.3f} (points: test set)"))
-    if save_dir is not None:
-        config = {**run.model.config(), "task": task, "seed": seed,
-                  "features": list(iris.FEATURES), "classes": list(iris.CLASSES),
-                  "input_mean": data.mean.tolist(), "input_std": data.std.tolist()}
-        _write("--save", save_dir, lambda: io.save_model(save_dir, run.model, config))
+    from bptt import commands
+    with _bad_input():
+        if options["task"] == "iris":
+            commands.train_iris(options)
+        else:
+            commands.train_one(options)
 
 
-def _write(option: str, path: Path, write) -> None:
-    try:
-        write()
-    except OSError as error:
-        raise click.BadParameter(f"cannot write {path}: {error.strerror or error}",
-                                 param_hint=f"'{option}'") from None
+@main.command()
+@click.option("--strategies", default="full,truncated,checkpoint,revolve,adaptive",
+              show_default=True, help="Comma-separated strategy names.")
+@strategy_options
+@model_options
+@click.option("--json", "json_path", type=click.Path(path_type=Path), callback=_writable_file,
+              help="Write all rows (with histories) to this JSON file.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), callback=_writable_file,
+              help="Write the table to this CSV file.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), callback=_writable_file,
+              help="Write the comparison plots (loss against step and time, memory) as PNG.")
+def compare(**options) -> None:
+    """Run several strategies side by side on the same seed and batches."""
+    names = [n.strip() for n in options["strategies"].split(",") if n.strip()]
+    unknown = [n for n in names if n not in STRATEGY_NAMES]
+    if unknown or not names:
+        raise BadInput(f"unknown strategy {unknown[0]!r} in --strategies; choose from "
+                       f"{', '.join(STRATEGY_NAMES)}" if unknown else "--strategies is empty")
+    if options["task"] == "iris":
+        raise BadInput("compare runs sequence tasks; use --task adding, copy, reber or text")
+    from bptt import commands
+    with _bad_input():
+        commands.compare(names, options)
+
+
+@main.command()
+@click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default="revolve",
+              show_default=True)
+@strategy_options
+@click.option("--seq-len", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--cell", type=click.Choice(CELLS), default="rnn", show_default=True)
+@click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--input-size", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), callback=_writable_file,
+              help="Write the counts as JSON to this file ('-' for standard output).")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), callback=_writable_file,
+              help="Draw the plan (step against time) as PNG.")
+def plan(**options) -> None:
+    """Plan one training step for a chain and print its counts, without training."""
+    from bptt import commands
+    with _bad_input():
+        commands.show_plan(options)
+
+
+class _bad_input:
+    """Turn the library's errors about the user's input into one-line exit-2 errors."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        from bptt.train import NonFiniteError
+        if kind is None or isinstance(error, click.ClickException):
+            return False
+        if isinstance(error, NonFiniteError):
+            raise BadInput(f"training stopped: {error}") from None
+        if isinstance(error, (ValueError, TypeError, OSError, UnicodeDecodeError)):
+            raise BadInput(_one_line(error)) from None
+        return False
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
+        text = f"{error.filename}: {error.strerror or text}"
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,7 +1,7 @@
 """Saving and loading models: weights in `model.safetensors`, constructor data in `config.json`.
 
 The format is generic: a dict of named arrays plus a JSON config whose "architecture" names the
-builder that rebuilds the model (`ARCHITECTURES`; RNN models register theirs). Every write goes
+builder that rebuilds the model (`ARCHITECTURES`: "mlp" or "rnn"). Every write goes
 to a temporary file in the target directory and is moved into place with `os.replace`, so an
 interrupted run leaves either the old file or the new one, never half of one.
 """
@@ -16,13 +16,15 @@ from typing import Callable, Mapping
 import numpy as np
 
 from bptt.nn import MLP, Module
+from bptt.nn.rnn import RNN
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "bptt"
 
 # architecture name -> function(config) -> a Module with freshly initialised weights
-ARCHITECTURES: dict[str, Callable[[dict], Module]] = {"mlp": MLP.from_config}
+ARCHITECTURES: dict[str, Callable[[dict], Module]] = {"mlp": MLP.from_config,
+                                                      "rnn": RNN.from_config}
 
 
 class ModelFileError(ValueError):

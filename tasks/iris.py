@@ -20,7 +20,11 @@ import numpy as np
 from bptt import functions as F
 from bptt import no_grad
 from bptt.nn import MLP
+from bptt.nn.layer_chain import LayerChain
 from bptt.optim import SGD
+from bptt.train import train_step
+from checkpointing.full import Full
+from checkpointing.plan import ChainProfile
 
 CSV_PATH = Path(__file__).parent / "data" / "iris.csv"
 FEATURES = ("SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm")
@@ -160,9 +164,13 @@ def evaluate(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def train(data: IrisData, seed: int = 42, epochs: int = 80, lr: float = 0.1,
           batch_size: int = 16,
-          on_epoch: Callable[[EpochRecord], None] | None = None) -> IrisRun:
+          on_epoch: Callable[[EpochRecord], None] | None = None,
+          strategy: Callable[[ChainProfile], object] | None = None) -> IrisRun:
     """Train `build_model` with minibatch SGD; `on_epoch` is called after every epoch.
 
+    Each batch's gradient is taken by running a memory strategy's plan over the MLP's layers
+    (`LayerChain`): `strategy(profile)` returns the strategy for a batch's chain (default
+    `Full()`; exact strategies give the same gradients bit for bit).
     `seed` spawns two independent generators: one for the weights, one for the per-epoch
     shuffles, so changing the number of epochs does not change the initial weights.
     """
@@ -172,15 +180,19 @@ def train(data: IrisData, seed: int = 42, epochs: int = 80, lr: float = 0.1,
     model = build_model(init_rng)
     optimizer = SGD(model.parameters(), lr=lr)
     run = IrisRun(model, data)
+    plans = {}  # one plan per batch size (the last batch may be smaller)
     n = len(data.x_train)
+    step = 0
     for epoch in range(1, epochs + 1):
         order = shuffle_rng.permutation(n)
         for start in range(0, n, batch_size):
             batch = order[start:start + batch_size]
-            loss = F.softmax_cross_entropy(model(data.x_train[batch]), data.y_train[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            chain = LayerChain(model, data.x_train[batch], data.y_train[batch])
+            if len(batch) not in plans:
+                profile = chain.profile()
+                plans[len(batch)] = (strategy or (lambda _: Full()))(profile).plan(profile)
+            train_step(plans[len(batch)], chain, model.parameters(), optimizer, step=step)
+            step += 1
         record = EpochRecord(epoch, *evaluate(model, data.x_train, data.y_train),
                              *evaluate(model, data.x_test, data.y_test))
         run.history.append(record)

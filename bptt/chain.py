@@ -1,0 +1,168 @@
+"""Chains: what the executor drives. Time becomes depth.
+
+A chain is T steps; step i maps state i to state i+1 and may add a loss. An RNN unrolled over a
+sequence is a chain (step = one time step); an MLP is a chain (step = one layer). A memory
+strategy only decides which states and tapes are kept, so one executor runs every strategy on
+every chain (`checkpointing.execute`).
+
+The executor needs four things of a chain, all in `Chain`:
+    advance(i, state)                -> next state, computed without recording
+    record(i, state)                 -> a `Tape`: the next state plus the cache to reverse step i
+    reverse(i, tape, grad, with_loss) -> the gradient of state i; parameter gradients accumulate
+    profile()                        -> the sizes a planner needs (`ChainProfile`)
+
+`TapedChain` implements them with the engine: a subclass only writes `step`, in Tensor
+operations, and recording is the engine's own graph of that one step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from bptt.tensor import Tensor, backward, no_grad, topological_order
+from checkpointing.plan import ChainProfile
+
+State = tuple  # a tuple of ndarrays: (h,) for a tanh RNN or GRU, (h, c) for an LSTM
+
+
+@dataclass
+class Tape:
+    """What `record(i)` keeps for `reverse(i)`: step i's recorded graph and its outputs."""
+    inputs: tuple[Tensor, ...]     # state i, as leaves that collect its gradient
+    outputs: tuple[Tensor, ...]    # state i+1
+    loss: Tensor | None            # step i's loss, or None for a step without one
+    extra_inputs: tuple[Tensor, ...] = ()  # per-step leaves whose gradient the chain collects
+
+    @property
+    def state(self) -> State:
+        """State i+1 as ndarrays."""
+        return tuple(t.data for t in self.outputs)
+
+    @property
+    def loss_value(self) -> float:
+        """The step's loss as a float (0.0 for a step without loss)."""
+        return 0.0 if self.loss is None else float(self.loss.data)
+
+    def arrays(self) -> list[np.ndarray]:
+        """Every array this tape keeps alive: the nodes' caches and the step's ends."""
+        roots = [t for t in (*self.outputs, self.loss) if t is not None and t.creator is not None]
+        found = [t.data for t in (*self.inputs, *self.outputs)]
+        for node in topological_order(roots):
+            found.extend(a for a in node.saved or () if isinstance(a, np.ndarray))
+        return found
+
+
+class Chain:
+    """A chain of `length` steps driven by the executor. See the module docstring."""
+
+    length: int
+
+    def initial_state(self) -> State:
+        """State 0."""
+        raise NotImplementedError
+
+    def advance(self, i: int, state: State) -> State:
+        """State i+1 from state i, recording nothing."""
+        raise NotImplementedError
+
+    def record(self, i: int, state: State) -> Tape:
+        """Run step i recording what its reverse needs."""
+        raise NotImplementedError
+
+    def reverse(self, i: int, tape: Tape, grad: State | None, with_loss: bool = True,
+                keep: bool = False) -> State:
+        """Backpropagate step i: from the gradient of state i+1 (None: zero), plus the step's
+        own loss if `with_loss`, to the gradient of state i. Parameter gradients accumulate."""
+        raise NotImplementedError
+
+    def profile(self) -> ChainProfile:
+        """Sizes of states and tapes per step, for planners."""
+        raise NotImplementedError
+
+    def external_arrays(self) -> list[np.ndarray]:
+        """Arrays that exist whatever the strategy (inputs, targets): not part of the cache."""
+        return []
+
+
+class TapedChain(Chain):
+    """A chain whose steps are written in engine operations; recording is the engine's graph.
+
+    Subclasses implement `step(i, state, need_loss)` returning (next state, loss or None), with
+    the state a tuple of Tensors, and may override `step_inputs(i)` to expose per-step input
+    leaves whose gradients they collect in `collect_input_grads`.
+    """
+
+    def step(self, i: int, state: tuple[Tensor, ...], need_loss: bool):
+        """Step i in Tensor operations: returns (tuple of next-state Tensors, loss Tensor|None)."""
+        raise NotImplementedError
+
+    def advance(self, i: int, state: State) -> State:
+        with no_grad():
+            outputs, _ = self.step(i, tuple(Tensor(a) for a in state), need_loss=False)
+        return tuple(t.data for t in outputs)
+
+    def record(self, i: int, state: State) -> Tape:
+        inputs = tuple(Tensor(a, requires_grad=True) for a in state)
+        outputs, loss = self.step(i, inputs, need_loss=True)
+        return Tape(inputs, tuple(outputs), loss, self.recorded_extras(i))
+
+    def recorded_extras(self, i: int) -> tuple[Tensor, ...]:
+        """Leaves created by the last `step(i)` whose gradients the chain collects (default none)."""
+        return ()
+
+    def reverse(self, i: int, tape: Tape, grad: State | None, with_loss: bool = True,
+                keep: bool = False) -> State:
+        roots, seeds = [], []
+        if grad is not None:
+            for out, g in zip(tape.outputs, grad):
+                if out.requires_grad:
+                    roots.append(out)
+                    seeds.append(g)
+        if with_loss and tape.loss is not None and tape.loss.requires_grad:
+            roots.append(tape.loss)
+            seeds.append(None)
+        for leaf in (*tape.inputs, *tape.extra_inputs):
+            leaf.grad = None  # a kept tape reversed again must not add to its last gradient
+        if roots:
+            backward(roots, seeds, retain_graph=keep)
+        self.collect_input_grads(i, tape.extra_inputs)
+        return tuple(np.zeros_like(leaf.data) if leaf.grad is None else leaf.grad
+                     for leaf in tape.inputs)
+
+    def collect_input_grads(self, i: int, extras: Sequence[Tensor]) -> None:
+        """Called after each reverse with the step's extra leaves (default: nothing to collect)."""
+
+    def profile(self) -> ChainProfile:
+        """Sizes measured by recording step 0 (override for chains whose steps differ)."""
+        return ChainProfile.uniform(self.length, *self.measure_step(0, self.initial_state()))
+
+    def measure_step(self, i: int, state: State) -> tuple[int, int]:
+        """(state bytes, tape bytes) of step i from state `state`, by recording it once."""
+        tape = self.record(i, state)
+        external = {id(_buffer(a)) for a in self.external_arrays()}
+        external.update(id(_buffer(p.data)) for p in self.parameters_of_step(i))
+        state_ids = {id(_buffer(a)) for a in state}
+        tape_bytes = _unique_bytes(tape.arrays(), external | state_ids)
+        return _unique_bytes(list(state), external), tape_bytes
+
+    def parameters_of_step(self, i: int) -> list[Tensor]:
+        """Parameter leaves used by step i (not counted as cache). Default: none."""
+        return []
+
+
+def _buffer(array: np.ndarray) -> np.ndarray:
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def _unique_bytes(arrays, excluded_ids) -> int:
+    seen, total = set(excluded_ids), 0
+    for a in arrays:
+        b = _buffer(a)
+        if id(b) not in seen:
+            seen.add(id(b))
+            total += b.nbytes
+    return total

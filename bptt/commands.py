@@ -1,0 +1,273 @@
+"""The work behind each `bptt-bench` command; `bptt.cli` only parses and reports errors."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io as text_io
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from bptt import io
+from bptt.bench import benchmark, first_batch_gradients, label
+from bptt.train import SequenceSetup
+from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, simulate
+from checkpointing.plan import ChainProfile
+
+DEFAULT_SLOTS = 10
+DEFAULT_BUDGET_FRACTION = 0.10
+TABLE_COLUMNS = [  # (header, row key, format)
+    ("strategy", "label", "{}"), ("peak cache", "peak_cache_bytes", "bytes"),
+    ("traced peak", "peak_traced_bytes", "bytes"), ("RSS peak", "peak_rss_mib", "{:.1f} MiB"),
+    ("forwards", "forward_steps", "{}"), ("step time", "step_time_s", "{:.4f} s"),
+    ("final loss", "final_loss", "{:.4g}"), ("metric", "metric", "{:.4g}"),
+    ("grad diff vs full", "grad_max_abs_diff_vs_full", "{:.3g}"),
+]
+
+
+def make_setup(options: dict) -> SequenceSetup:
+    """The run's definition from the CLI options (task built and validated here)."""
+    from tasks.sequence import make_task
+
+    extra = {"path": options["text_path"]} if options["task"] == "text" else {}
+    if options["text_path"] is not None and options["task"] != "text":
+        raise ValueError("--text is only for --task text")
+    task = make_task(options["task"], seq_len=options["seq_len"], **extra)
+    return SequenceSetup(task=task, cell=options["cell"], hidden=options["hidden"],
+                         batch=options["batch"], steps=options["steps"],
+                         lr=options["lr"] or 3e-3, optimizer=options["optimizer"],
+                         seed=options["seed"], clip=options["clip"],
+                         on_nonfinite=options["on_nan"])
+
+
+def make_strategy(name: str, options: dict, profile: ChainProfile):
+    """The strategy `name` with the CLI's parameters, defaults filled in for this chain."""
+    T = profile.length
+    if name == "full":
+        return Full()
+    if name == "truncated":
+        k1 = options.get("k1") or max(1, T // 10)
+        return Truncated(k1, options.get("k2") or k1)
+    if name == "checkpoint":
+        return Periodic(options.get("segment"))
+    if name == "revolve":
+        return Revolve(options.get("slots") or DEFAULT_SLOTS)
+    budget = options.get("budget")
+    if budget is None:
+        full_bytes = simulate(Full().plan(profile), profile=profile).peak_bytes
+        budget = max(int(full_bytes * DEFAULT_BUDGET_FRACTION), Adaptive.minimum_budget(profile))
+    return Adaptive(budget)
+
+
+def strategy_for(setup: SequenceSetup, name: str, options: dict):
+    model, inputs, targets = setup.first_batch()
+    return make_strategy(name, options, model.chain(inputs, targets).profile())
+
+
+def format_bytes(n) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+def table(rows: list[dict]) -> str:
+    """The rows as an aligned text table (the one `bptt-bench` prints)."""
+    cells = [[h for h, _, _ in TABLE_COLUMNS]]
+    for row in rows:
+        row = {**row, "label": label(row)}
+        cells.append([format_bytes(row[k]) if f == "bytes" else
+                      ("-" if row[k] is None else f.format(row[k])) for _, k, f in TABLE_COLUMNS])
+    widths = [max(len(r[c]) for r in cells) for c in range(len(TABLE_COLUMNS))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _progress(total: int, text: str, quiet: bool):
+    if quiet:
+        return _NoBar()
+    return click.progressbar(length=total, label=text, file=sys.stderr)
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        pass
+
+
+def _summary_lines(setup: SequenceSetup) -> str:
+    t = setup.task
+    return (f"{t.name}: T={t.seq_len}, cell {setup.cell}, hidden {setup.hidden}, batch "
+            f"{setup.batch}, {setup.steps} steps, {setup.optimizer} lr {setup.lr}, seed "
+            f"{setup.seed} (metric: {t.metric_name}; trivial predictor {t.baseline():.4g})")
+
+
+def train_one(options: dict) -> None:
+    """The default command: measure and train one strategy, print the table, write outputs."""
+    setup = make_setup(options)
+    strategy = strategy_for(setup, options["strategy"], options)
+    with _progress(setup.steps, f"training {setup.task.name} ({strategy.name})",
+                   options["quiet"]) as bar:
+        row, run, extras = benchmark(setup, strategy, on_step=lambda r: bar.update(1))
+    if not options["quiet"]:
+        click.echo(_summary_lines(setup))
+        click.echo(table([row]))
+    _write_outputs(options, [row], single=True)
+    if options.get("save_dir") is not None:
+        config = {**run.model.config(), "task": setup.task.name, "seq_len": setup.task.seq_len,
+                  "seed": setup.seed, "strategy": strategy.name}
+        _write(options["save_dir"], io.save_model, run.model, config)
+    if options.get("grads_path") is not None:
+        _write(options["grads_path"], _save_grads, extras, row)
+
+
+def compare(names: list[str], options: dict) -> None:
+    """Several strategies on the same seed and batches: one table, the rows, the plots."""
+    setup = make_setup(options)
+    reference = first_batch_gradients(setup, Full())[3]
+    rows = []
+    for name in names:
+        strategy = strategy_for(setup, name, options)
+        with _progress(setup.steps, f"{name:>10}", options["quiet"]) as bar:
+            row, _, _ = benchmark(setup, strategy, reference, on_step=lambda r: bar.update(1))
+        rows.append(row)
+    if not options["quiet"]:
+        click.echo(_summary_lines(setup))
+        click.echo(table(rows))
+    _write_outputs(options, rows, single=False)
+
+
+def _write(path, write, *args, **kwargs) -> None:
+    """Run `write(path, ...)`; an OSError becomes a ValueError naming the file."""
+    try:
+        write(path, *args, **kwargs)
+    except OSError as error:
+        raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def _write_outputs(options: dict, rows: list[dict], single: bool) -> None:
+    if options.get("json_path") is not None:
+        _write(options["json_path"], io.atomic_write_json, rows[0] if single else rows)
+    if options.get("csv_path") is not None:
+        _write(options["csv_path"], io.atomic_write_bytes, _csv(rows).encode())
+    if options.get("plot_path") is not None:
+        from bptt.plots import plot_training_curves
+        _write(options["plot_path"], plot_training_curves, rows)
+
+
+def _csv(rows: list[dict]) -> str:
+    """One run: its per-step history. Several: one line per strategy."""
+    out = text_io.StringIO()
+    if len(rows) == 1 and "history" in rows[0]:
+        writer = csv.DictWriter(out, ["strategy", "step", "loss", "seconds", "skipped"])
+        writer.writeheader()
+        for record in rows[0]["history"]:
+            writer.writerow({"strategy": label(rows[0]), **record})
+    else:
+        keys = [k for k in rows[0] if k not in ("history", "params")]
+        writer = csv.DictWriter(out, ["label"] + keys)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"label": label(row), **{k: row[k] for k in keys}})
+    return out.getvalue()
+
+
+def _save_grads(path: Path, extras: dict, row: dict) -> None:
+    arrays = {"inputs": extras["inputs"], "targets": extras["targets"]}
+    arrays.update({f"weights.{k}": v for k, v in extras["weights"].items()})
+    arrays.update({f"grads.{k}": v for k, v in extras["grads"].items()})
+    metadata = {k: str(row[k]) for k in ("strategy", "task", "cell", "seq_len", "hidden",
+                                         "batch", "seed", "dtype")}
+    metadata["loss"] = "mean over loss steps of the per-step loss (mse or cross-entropy)"
+    io.save_arrays(path, arrays, metadata)
+
+
+def train_iris(options: dict) -> None:
+    """`--task iris`: the MLP trained layer-chain-wise with the chosen strategy."""
+    from bptt.plots import plot_classifier_run
+    from tasks import iris
+
+    if options.get("grads_path") is not None or options.get("csv_path") is not None:
+        raise ValueError("--save-grads and --csv are for sequence tasks")
+    data = iris.load_data()
+    epochs, seed, lr = options["epochs"], options["seed"], options["lr"] or 0.1
+    batch = options["batch"] if options["batch"] != 32 else 16  # iris recipe: batch 16
+    name = options["strategy"]
+    start = time.perf_counter()
+    with _progress(epochs, "training iris", options["quiet"]) as bar:
+        run = iris.train(data, seed=seed, epochs=epochs, lr=lr, batch_size=batch,
+                         on_epoch=lambda record: bar.update(1),
+                         strategy=lambda profile: make_strategy(name, options, profile))
+    seconds = time.perf_counter() - start
+    final = run.final
+    history = [dataclasses.asdict(record) for record in run.history]
+    report = {"task": "iris", "strategy": name, "seed": seed, "epochs": epochs, "lr": lr,
+              "batch": batch, "test_accuracy": final.test_accuracy, "test_loss": final.test_loss,
+              "final_train_loss": final.train_loss, "train_seconds": seconds,
+              "history": history}
+    if not options["quiet"]:
+        click.echo(f"iris: seed {seed}, {epochs} epochs, SGD lr {lr}, batch {batch}, "
+                   f"strategy {name} over the MLP's {len(run.model.layers)} layers")
+        click.echo(f"  test accuracy     {final.test_accuracy:.4f}")
+        click.echo(f"  test loss         {final.test_loss:.4f}")
+        click.echo(f"  final train loss  {final.train_loss:.4f}")
+        click.echo(f"  time              {seconds:.2f} s")
+    if options.get("json_path") is not None:
+        _write(options["json_path"], io.atomic_write_json, report)
+    if options.get("plot_path") is not None:
+        test = data.x_test * data.std + data.mean
+        _write(
+            options["plot_path"], plot_classifier_run, history,
+            iris.predict_petal_plane(run.model, data), points=test[:, 2:], labels=data.y_test,
+            axis_names=("petal length (cm)", "petal width (cm)"), class_names=iris.CLASSES,
+            title=f"iris, seed {seed}: test accuracy {final.test_accuracy:.3f} "
+                  f"(points: test set)")
+    if options.get("save_dir") is not None:
+        config = {**run.model.config(), "task": "iris", "seed": seed,
+                  "features": list(iris.FEATURES), "classes": list(iris.CLASSES),
+                  "input_mean": data.mean.tolist(), "input_std": data.std.tolist()}
+        _write(options["save_dir"], io.save_model, run.model, config)
+
+
+def show_plan(options: dict) -> None:
+    """`bptt-bench plan`: the counts of one strategy's plan for an RNN chain, and its drawing."""
+    from bptt.nn.rnn import RNN
+
+    T, batch = options["seq_len"], options["batch"]
+    model = RNN(options["cell"], options["input_size"], options["hidden"], 1,
+                np.random.default_rng(0))
+    one_step = model.chain(np.zeros((1, batch, options["input_size"]), np.float32),
+                           np.zeros((1, batch, 1), np.float32)).profile()
+    profile = ChainProfile.uniform(T, one_step.state_bytes[0], one_step.tape_bytes[0])
+    strategy = make_strategy(options["strategy"], options, profile)
+    started = time.perf_counter()
+    plan = strategy.plan(profile)
+    stats = simulate(plan, profile=profile)
+    seconds = time.perf_counter() - started
+    counts = {"strategy": strategy.name, "params": {k: v for k, v in vars(strategy).items()},
+              "seq_len": T, **{k: v for k, v in dataclasses.asdict(stats).items()
+                               if k != "length"},
+              "state_bytes": profile.state_bytes[0], "tape_bytes": profile.tape_bytes[0],
+              "planning_seconds": seconds}
+    text = json.dumps(counts, indent=2)
+    if options["json_path"] is not None and str(options["json_path"]) == "-":
+        click.echo(text)
+    else:
+        if options["json_path"] is not None:
+            _write(options["json_path"], io.atomic_write_json, counts)
+        click.echo("\n".join(f"{k:>16}: {v}" for k, v in counts.items()))
+    if options["plot_path"] is not None:
+        from bptt.plots import plot_plan
+        _write(options["plot_path"], plot_plan, plan, label(counts))

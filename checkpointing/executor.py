@@ -1,0 +1,148 @@
+"""One executor for every plan and every chain.
+
+`execute(plan, chain)` checks the plan with `simulate` first (an invalid plan is rejected before
+any step runs), then carries out its actions on the chain, holding exactly the states and tapes
+the plan says, and counting the bytes they keep alive: the exact peak cache of the training step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from checkpointing.plan import (Advance, ChainProfile, Cut, Discard, Drop, Plan, PlanStats,
+                                Record, Restore, Reverse, Snapshot, simulate)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The outcome of one executed plan.
+
+    loss: the sum of the step losses whose gradient was taken; initial_grad: gradient of the
+    objective with respect to state 0 (a tuple like the state); stats: the plan's counts;
+    peak_cache_bytes: the most bytes held at once by kept states, tapes and the current state,
+    each buffer counted once (parameters and inputs excluded).
+    """
+    loss: float
+    initial_grad: tuple
+    stats: PlanStats
+    peak_cache_bytes: int
+
+
+class _Ledger:
+    """Bytes held, each buffer counted once however many held things share it."""
+
+    def __init__(self, external: Iterable[np.ndarray]):
+        self.external = {id(_buffer(a)) for a in external}
+        self.count: dict[int, int] = {}
+        self.size: dict[int, int] = {}
+        self.holders: dict[tuple, list[int]] = {}
+        self.bytes = self.peak = 0
+
+    def hold(self, key: tuple, arrays: Iterable[np.ndarray]) -> None:
+        ids = []
+        for a in arrays:
+            b = _buffer(a)
+            if id(b) in self.external or id(b) in ids:
+                continue
+            ids.append(id(b))
+            if self.count.get(id(b), 0) == 0:
+                self.size[id(b)] = b.nbytes
+                self.bytes += b.nbytes
+                self.count[id(b)] = 0
+            self.count[id(b)] += 1
+        self.holders[key] = ids
+        self.peak = max(self.peak, self.bytes)
+
+    def release(self, key: tuple) -> None:
+        for i in self.holders.pop(key):
+            self.count[i] -= 1
+            if self.count[i] == 0:
+                self.bytes -= self.size.pop(i)
+                del self.count[i]
+
+
+def _buffer(array: np.ndarray) -> np.ndarray:
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def execute(plan: Plan, chain, profile: ChainProfile | None = None) -> Execution:
+    """Run `plan` on `chain`: one forward and backward pass, parameter gradients accumulated.
+
+    Raises `PlanError` (before running any step) if the plan is invalid for this chain.
+    """
+    if plan.length != chain.length:
+        raise ValueError(f"the plan is for {plan.length} steps but the chain has {chain.length}")
+    stats = simulate(plan, profile=profile)
+    return _Run(chain).run(plan, stats)
+
+
+class _Run:
+    """The executor's registers: current state, slots, tapes and the gradient being carried."""
+
+    def __init__(self, chain):
+        self.chain = chain
+        self.ledger = _Ledger(chain.external_arrays())
+        self.current = chain.initial_state()
+        self.slots: dict[int, tuple] = {}
+        self.tapes: dict[int, object] = {}
+        self.grad = None  # gradient of the state after the next step to reverse; None is zero
+        self.initial_grad = None
+        self.loss = 0.0
+        self.ledger.hold(("current",), self.current)
+
+    def _set_current(self, state) -> None:
+        self.ledger.release(("current",))
+        self.current = state
+        self.ledger.hold(("current",), state)
+
+    def run(self, plan: Plan, stats: PlanStats) -> Execution:
+        chain = self.chain
+        for action in plan:
+            kind = type(action)
+            if kind is Record:
+                tape = chain.record(action.index, self.current)
+                self.tapes[action.index] = tape
+                self.ledger.hold(("tape", action.index), tape.arrays())
+                self._set_current(tape.state)
+            elif kind is Reverse:
+                self._reverse(action)
+            elif kind is Advance:
+                state = self.current
+                for i in range(action.start, action.stop):
+                    state = chain.advance(i, state)
+                self._set_current(state)
+            elif kind is Snapshot:
+                self.slots[action.index] = self.current
+                self.ledger.hold(("slot", action.index), self.current)
+            elif kind is Restore:
+                self._set_current(self.slots[action.index])
+            elif kind is Drop:
+                del self.slots[action.index]
+                self.ledger.release(("slot", action.index))
+            elif kind is Discard:
+                del self.tapes[action.index]
+                self.ledger.release(("tape", action.index))
+            elif kind is Cut:
+                self.grad = None
+        self.ledger.release(("current",))
+        initial = self.initial_grad
+        if initial is None:
+            initial = tuple(np.zeros_like(a) for a in chain.initial_state())
+        return Execution(self.loss, initial, stats, self.ledger.peak)
+
+    def _reverse(self, action: Reverse) -> None:
+        i = action.index
+        tape = self.tapes[i]
+        if action.with_loss:
+            self.loss += tape.loss_value
+        self.grad = self.chain.reverse(i, tape, self.grad, action.with_loss, action.keep)
+        if not action.keep:
+            del self.tapes[i]
+            self.ledger.release(("tape", i))
+        if i == 0:  # every window that reaches state 0 adds to its gradient (truncated BPTT)
+            self.initial_grad = self.grad if self.initial_grad is None else tuple(
+                a + b for a, b in zip(self.initial_grad, self.grad))

@@ -1,0 +1,336 @@
+"""Plans: what a memory strategy decides, as plain data that can be printed, checked and counted.
+
+A chain has `length` T steps; state i is the input of step i (state 0 is the initial state, state
+T the final one). A plan is a stream of actions over those indices, in the words of the Revolve
+papers (Griewank & Walther 2000) made plain:
+
+    Advance(i, j)   run steps i..j-1 forward without recording; the current state becomes j
+    Snapshot(i)     keep the current state i in a slot          (Revolve: takeshot)
+    Restore(i)      make the kept state i current again          (Revolve: restore)
+    Drop(i)         free the slot holding state i
+    Record(i)       run step i forward recording its tape; the current state becomes i+1
+    Reverse(i)      backpropagate through step i's tape, giving the gradient of state i
+                    (Revolve: firsturn/youturn); frees the tape unless `keep`
+    Discard(i)      free a tape kept by Reverse(i, keep=True)
+    Cut(i)          drop the gradient flowing into state i (a truncated-BPTT boundary)
+
+`simulate` replays a plan without running a single step: it rejects invalid plans with the
+action at fault, and counts forwards, slots, tapes and bytes. Every strategy is tested by it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+
+class PlanError(ValueError):
+    """A plan that cannot run: it reads a state or tape it does not hold, or misses a step."""
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Run steps `start`..`stop`-1 forward without recording."""
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Keep the current state (which must be state `index`) in a slot."""
+    index: int
+
+
+@dataclass(frozen=True)
+class Restore:
+    """Make the kept state `index` the current state."""
+    index: int
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Free the slot holding state `index`."""
+    index: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """Run step `index` forward, recording its tape (the cache its backward needs)."""
+    index: int
+
+
+@dataclass(frozen=True)
+class Reverse:
+    """Backpropagate through step `index`'s tape into the gradient of state `index`.
+
+    `with_loss`: add the gradient of the step's own loss (False when a truncated window passes
+    through a step whose loss an earlier window already counted). `keep`: keep the tape for
+    another pass (overlapping truncated windows) instead of freeing it.
+    """
+    index: int
+    with_loss: bool = True
+    keep: bool = False
+
+
+@dataclass(frozen=True)
+class Discard:
+    """Free the tape of step `index`, kept by an earlier `Reverse(index, keep=True)`."""
+    index: int
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Drop the gradient flowing into state `index`: the truncation boundary of truncated BPTT."""
+    index: int
+
+
+Action = Advance | Snapshot | Restore | Drop | Record | Reverse | Discard | Cut
+
+
+class Repeat(Sequence[int]):
+    """`value` repeated `length` times, in O(1) memory (the sizes of a uniform chain)."""
+
+    def __init__(self, value: int, length: int):
+        self.value, self.length = value, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.value] * len(range(*i.indices(self.length)))
+        if not -self.length <= i < self.length:
+            raise IndexError(f"index {i} out of range for length {self.length}")
+        return self.value
+
+
+@dataclass(frozen=True)
+class ChainProfile:
+    """What a planner may know about a chain before running it.
+
+    `state_bytes[i]`: bytes of state i (i = 0..T-1); `tape_bytes[i]`: bytes of the tape that
+    `Record(i)` keeps; `forward_cost[i]`: relative cost of running step i forward (1 if unknown).
+    """
+    length: int
+    state_bytes: Sequence[int]
+    tape_bytes: Sequence[int]
+    forward_cost: Sequence[float] | None = None
+
+    def __post_init__(self):
+        if self.length < 1:
+            raise ValueError(f"a chain needs at least one step, got length {self.length}")
+        for name in ("state_bytes", "tape_bytes", "forward_cost"):
+            values = getattr(self, name)
+            if values is not None and len(values) != self.length:
+                raise ValueError(f"{name} has {len(values)} entries for a chain of "
+                                 f"{self.length} steps")
+
+    @classmethod
+    def uniform(cls, length: int, state_bytes: int = 1, tape_bytes: int = 1) -> "ChainProfile":
+        """A chain whose steps all have the same sizes (an RNN over time)."""
+        return cls(length, Repeat(state_bytes, length), Repeat(tape_bytes, length))
+
+    def cost(self, i: int) -> float:
+        """Relative forward cost of step i."""
+        return 1.0 if self.forward_cost is None else self.forward_cost[i]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A strategy's schedule for one chain: a re-iterable stream of actions.
+
+    `actions` is either a sequence or a zero-argument callable returning a fresh iterator, so a
+    plan for 100,000 steps need not exist in memory all at once.
+    """
+    length: int
+    strategy: str
+    actions: Sequence[Action] | Callable[[], Iterator[Action]]
+    exact: bool = True
+
+    def __iter__(self) -> Iterator[Action]:
+        return iter(self.actions()) if callable(self.actions) else iter(self.actions)
+
+    def describe(self) -> str:
+        """The plan one action per line, for reading and for docs."""
+        return "\n".join(str(a) for a in self)
+
+
+@dataclass(frozen=True)
+class PlanStats:
+    """What a plan costs, counted without running it.
+
+    forward_steps: every step forward, recording or not (T for `full`);
+    recorded_steps: forwards that record a tape; advanced_steps: forwards that do not;
+    reversed_steps: backward passes through a tape; peak_states: most states kept in slots at
+    once; peak_tapes: most tapes held at once; peak_bytes: most bytes of slots, tapes and the
+    current state at once, from the profile's sizes.
+    """
+    length: int
+    forward_steps: int
+    recorded_steps: int
+    advanced_steps: int
+    reversed_steps: int
+    peak_states: int
+    peak_tapes: int
+    peak_bytes: int
+
+
+def simulate(plan: Plan | Iterable[Action], length: int | None = None,
+             profile: ChainProfile | None = None, exact: bool | None = None) -> PlanStats:
+    """Replay `plan` on bookkeeping alone; raise `PlanError` at the first action that cannot run.
+
+    Checks that every action reads only what is held, that every step's loss gradient is added
+    exactly once, that nothing is left held at the end, and, for an exact plan, that the steps are
+    reversed exactly once each, in order T-1..0, with no cut.
+    """
+    if isinstance(plan, Plan):
+        length = plan.length if length is None else length
+        exact = plan.exact if exact is None else exact
+    if length is None:
+        raise ValueError("simulate needs the chain length for a bare action stream")
+    exact = True if exact is None else exact
+    profile = profile or ChainProfile.uniform(length)
+    if profile.length != length:
+        raise ValueError(f"profile is for {profile.length} steps, plan for {length}")
+    return _Replay(length, profile, exact).run(plan)
+
+
+class _Replay:
+    """The bookkeeping of one replay; `run` walks the actions once."""
+
+    def __init__(self, length: int, profile: ChainProfile, exact: bool):
+        self.T, self.profile, self.exact = length, profile, exact
+        self.current: int | None = 0
+        self.slots: set[int] = set()
+        self.tapes: set[int] = set()
+        self.grad_at: int | None = None  # None: a zero gradient, as for the final state
+        self.loss_seeded = bytearray(length)
+        self.next_exact_reverse = length - 1
+        self.bytes = self._state_bytes(0)
+        self.counts = dict(recorded=0, advanced=0, reversed=0, peak_states=0, peak_tapes=0,
+                           peak_bytes=self.bytes)
+
+    def _state_bytes(self, i: int | None) -> int:
+        # State T (after the last step) is as large as the state before it.
+        return 0 if i is None else self.profile.state_bytes[min(i, self.T - 1)]
+
+    def _current_bytes(self) -> int:
+        return 0 if self.current in self.slots else self._state_bytes(self.current)
+
+    def _fail(self, k: int, action: Action, why: str):
+        raise PlanError(f"action {k} {action}: {why}")
+
+    def _index(self, k, action, i, top):
+        if not 0 <= i < top:
+            self._fail(k, action, f"index {i} outside 0..{top - 1}")
+
+    def run(self, plan) -> PlanStats:
+        for k, action in enumerate(plan):
+            before = self._current_bytes()
+            handler = getattr(self, "_" + type(action).__name__.lower(), None)
+            if handler is None:
+                raise PlanError(f"action {k}: {action!r} is not a plan action")
+            handler(k, action)
+            self.bytes += self._current_bytes() - before
+            c = self.counts
+            c["peak_states"] = max(c["peak_states"], len(self.slots))
+            c["peak_tapes"] = max(c["peak_tapes"], len(self.tapes))
+            c["peak_bytes"] = max(c["peak_bytes"], self.bytes)
+        self._finish()
+        c = self.counts
+        return PlanStats(self.T, c["recorded"] + c["advanced"], c["recorded"], c["advanced"],
+                         c["reversed"], c["peak_states"], c["peak_tapes"], c["peak_bytes"])
+
+    def _need_current(self, k, action, i):
+        if self.current != i:
+            self._fail(k, action, f"the current state is {self.current}, not {i}")
+
+    def _advance(self, k, a: Advance):
+        self._index(k, a, a.start, self.T)
+        if not a.start < a.stop <= self.T:
+            self._fail(k, a, f"stop must be in {a.start + 1}..{self.T}")
+        self._need_current(k, a, a.start)
+        self.current = a.stop
+        self.counts["advanced"] += a.stop - a.start
+
+    def _snapshot(self, k, a: Snapshot):
+        self._need_current(k, a, a.index)
+        if a.index in self.slots:
+            self._fail(k, a, f"state {a.index} is already kept")
+        self.slots.add(a.index)
+        self.bytes += self._state_bytes(a.index)
+
+    def _restore(self, k, a: Restore):
+        if a.index not in self.slots:
+            self._fail(k, a, f"state {a.index} is not kept")
+        self.current = a.index
+
+    def _drop(self, k, a: Drop):
+        if a.index not in self.slots:
+            self._fail(k, a, f"state {a.index} is not kept")
+        self.slots.remove(a.index)
+        self.bytes -= self._state_bytes(a.index)  # if it is current, run() adds it back
+
+    def _record(self, k, a: Record):
+        self._index(k, a, a.index, self.T)
+        self._need_current(k, a, a.index)
+        if a.index in self.tapes:
+            self._fail(k, a, f"step {a.index} already has a tape")
+        self.tapes.add(a.index)
+        self.bytes += self.profile.tape_bytes[a.index]
+        self.current = a.index + 1
+        self.counts["recorded"] += 1
+
+    def _reverse(self, k, a: Reverse):
+        i = a.index
+        self._index(k, a, i, self.T)
+        if i not in self.tapes:
+            self._fail(k, a, f"step {i} has no tape")
+        if self.grad_at is not None and self.grad_at != i + 1:
+            self._fail(k, a, f"the gradient held is that of state {self.grad_at}, "
+                             f"not of state {i + 1}")
+        if a.with_loss:
+            if self.loss_seeded[i]:
+                self._fail(k, a, f"step {i}'s loss gradient was already added")
+            self.loss_seeded[i] = 1
+        if self.exact:
+            if i != self.next_exact_reverse or not a.with_loss:
+                self._fail(k, a, f"an exact plan reverses each step once, in order; "
+                                 f"expected Reverse({self.next_exact_reverse})")
+            self.next_exact_reverse -= 1
+        if not a.keep:
+            self.tapes.remove(i)
+            self.bytes -= self.profile.tape_bytes[i]
+        self.grad_at = i
+        self.counts["reversed"] += 1
+
+    def _discard(self, k, a: Discard):
+        if a.index not in self.tapes:
+            self._fail(k, a, f"step {a.index} has no tape")
+        self.tapes.remove(a.index)
+        self.bytes -= self.profile.tape_bytes[a.index]
+
+    def _cut(self, k, a: Cut):
+        if self.exact:
+            self._fail(k, a, "an exact plan never cuts the gradient")
+        if self.grad_at != a.index:
+            self._fail(k, a, f"the gradient held is that of state {self.grad_at}, "
+                             f"not of state {a.index}")
+        self.grad_at = None
+
+    def _finish(self):
+        missing = [i for i in range(self.T) if not self.loss_seeded[i]]
+        if missing:
+            raise PlanError(f"the plan never adds the loss gradient of step(s) "
+                            f"{_brief(missing)}")
+        if self.tapes:
+            raise PlanError(f"the plan ends holding tapes of step(s) {_brief(sorted(self.tapes))}")
+        if self.slots:
+            raise PlanError(f"the plan ends holding state(s) {_brief(sorted(self.slots))}")
+        if self.exact and self.grad_at != 0:
+            raise PlanError(f"an exact plan ends with the gradient of state 0, "
+                            f"not of state {self.grad_at}")
+
+
+def _brief(indices: list[int]) -> str:
+    shown = ", ".join(map(str, indices[:8]))
+    return shown + (f", ... ({len(indices)} in all)" if len(indices) > 8 else "")
