@@ -82,7 +82,7 @@ class Chain:
         raise NotImplementedError
 
     def external_arrays(self) -> list[np.ndarray]:
-        """Arrays that exist whatever the strategy (inputs, targets): not part of the cache."""
+        """Arrays that exist whatever the strategy (inputs, targets, parameters): not cache."""
         return []
 
 
@@ -139,17 +139,16 @@ class TapedChain(Chain):
         return ChainProfile.uniform(self.length, *self.measure_step(0, self.initial_state()))
 
     def measure_step(self, i: int, state: State) -> tuple[int, int]:
-        """(state bytes, tape bytes) of step i from state `state`, by recording it once."""
+        """(state bytes, tape bytes) of step i from state `state`, by recording it once.
+
+        The tape's bytes include its input state and exclude its output state, as
+        `ChainProfile` counts them: the output is the current state, or the next tape's input.
+        """
         tape = self.record(i, state)
         external = {id(_buffer(a)) for a in self.external_arrays()}
-        external.update(id(_buffer(p.data)) for p in self.parameters_of_step(i))
-        state_ids = {id(_buffer(a)) for a in state}
-        tape_bytes = _unique_bytes(tape.arrays(), external | state_ids)
+        output_ids = {id(_buffer(a)) for a in tape.state}
+        tape_bytes = _unique_bytes(tape.arrays(), external | output_ids)
         return _unique_bytes(list(state), external), tape_bytes
-
-    def parameters_of_step(self, i: int) -> list[Tensor]:
-        """Parameter leaves used by step i (not counted as cache). Default: none."""
-        return []
 
 
 def _buffer(array: np.ndarray) -> np.ndarray:

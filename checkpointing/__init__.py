@@ -9,12 +9,14 @@ Strategies (each a small frozen object with `plan(profile) -> Plan`):
     Periodic(segment)      "checkpoint": every ~sqrt(T)-th state kept, segments recomputed
     Revolve(slots)         binomial checkpointing, the fewest recomputations for `slots` states
     Adaptive(budget)       the fewest recomputations within `budget` bytes, for uneven chains too
+    OnlineCheckpointing(slots)  for sequences of unknown length: `execute_online(policy, chain)`
 """
 from checkpointing.adaptive import Adaptive
 from checkpointing.binomial import Revolve, griewank_minimum
 from checkpointing.equivalence import assert_same_gradients, gradients
-from checkpointing.executor import Execution, execute
+from checkpointing.executor import Execution, execute, execute_online
 from checkpointing.full import Full
+from checkpointing.online import OnlineCheckpointing
 from checkpointing.periodic import Periodic
 from checkpointing.plan import (Advance, ChainProfile, Cut, Discard, Drop, Plan, PlanError,
                                 PlanStats, Record, Restore, Reverse, Snapshot, simulate)
@@ -33,5 +35,6 @@ def make_strategy(name: str, **params):
 
 __all__ = ["Adaptive", "Advance", "ChainProfile", "Cut", "Discard", "Drop", "Execution", "Full",
            "Periodic", "Plan", "PlanError", "PlanStats", "Record", "Restore", "Reverse", "Revolve",
-           "STRATEGIES", "Snapshot", "Truncated", "assert_same_gradients", "execute",
+           "OnlineCheckpointing", "STRATEGIES", "Snapshot", "Truncated", "assert_same_gradients",
+           "execute", "execute_online",
            "gradients", "griewank_minimum", "make_strategy", "simulate"]

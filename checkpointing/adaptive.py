@@ -10,15 +10,17 @@ counted as `simulate` counts them: kept states, held tapes and the current state
 
 Trade-offs, by chain:
   - `full` fits: it is the plan (no recomputation).
-  - uniform steps (an RNN over time): the program over (steps left, slots held) is exact in bytes;
-    recording is only worth it for whole trailing segments there (kept tapes are freed last), so
-    the state is two integers. Its work grows like T^3, so past ~10^7 operations the steps are
-    grouped into equal blocks (each advanced and recorded as one): coarser, as fast for T =
-    100,000, and never worse than Revolve, which is always a candidate.
+  - uniform steps (an RNN over time): the program over (blocks left, slots held) is exact in
+    bytes. Keeping tapes pays there only for whole trailing segments (an observation the tests
+    check against the full program, not a theorem), so a task is two integers. Its work grows
+    like T^3; past ~10^7 operations the steps are grouped into equal blocks, each advanced and
+    recorded as one: coarser but fast (T = 100,000 plans in well under a second), and Revolve
+    with the most slots that fit stays a candidate, so it is never worse than Revolve.
   - uneven steps (an MLP of varying widths), up to 128 steps: the program over (segment, memory)
-    with memory in at most 256 units, every size rounded *up* to whole units so the real plan
-    still fits; the rounding costs at most a unit per held item, so Revolve with the most slots
-    that fit (found by replaying each) is a candidate too. Longer uneven chains get that Revolve.
+    with memory in at most 256 units (fewer for long chains: the work grows like T^3 * units),
+    every size rounded *up* to whole units so the real plan still fits. Rounding can cost up to
+    a unit per held item, so Revolve with the slot count that fits and recomputes least (found
+    by replaying each) is a candidate too. Longer uneven chains get that Revolve only.
 """
 from __future__ import annotations
 
@@ -42,7 +44,10 @@ UNITS = 256                # memory resolution of that program, at most
 @dataclass(frozen=True)
 class Adaptive:
     """The plan with the least recomputation (sum of `forward_cost` of re-run steps) whose
-    `peak_bytes` stays within `budget` bytes. Exact gradients, like `full`."""
+    `peak_bytes` stays within `budget` bytes: memory is spent where it saves the most forwards.
+
+    Exact gradients, like `full`. Budgets below `minimum_budget(profile)` are refused.
+    """
     budget: int
     name = "adaptive"
 
@@ -72,7 +77,7 @@ class Adaptive:
             candidates = [_uneven_program(profile, budget) if T <= UNEVEN_STEPS else None,
                           _uneven_revolve(profile, budget)]
         cost, actions = min((c for c in candidates if c is not None), key=lambda c: c[0])
-        return Plan(T, self.name, actions)
+        return Plan(T, self.name, actions)  # ties go to the program, listed first
 
 
 def recomputation(plan: Plan | Iterator[Action], profile: ChainProfile) -> float:

@@ -1,13 +1,13 @@
 """`revolve`: binomial checkpointing (Griewank 1992; Griewank & Walther 2000, "Algorithm 799").
 
-With `s` slots (state 0 counting as one) the fewest step forwards that reverse T steps, each step
-recorded right before it is reversed (one tape at a time), is Griewank's
+With `s` slots (state 0 counting as one) and each step recorded right before it is reversed (one
+tape at a time), the fewest non-recording step forwards that reverse T steps is Griewank's
 
     t(T, s) = r*T - C(s + r, s + 1),   r the least integer with C(s + r, s) >= T,
 
 and Revolve reaches it: advance j steps from a kept state, keep that state, reverse the right part
-with one slot fewer, then the left part with all of them. Every step of an optimal schedule runs
-at most r times forward; j is read off the binomials, so planning is O(T log T) and no recursion.
+with one slot fewer, then the left part with all of them. No step is advanced more than r times;
+j is read off the binomials, so planning is O(T log T), lazily, with no recursion.
 
 `split_schedule` turns any such tree of "split here" / "record these" decisions into actions; the
 adaptive and online strategies use it too.
@@ -73,9 +73,10 @@ def griewank_minimum(length: int, slots: int) -> int:
 def binomial_split(length: int, slots: int) -> int:
     """Where Revolve splits `length` >= 2 steps with `slots` >= 1: an optimal j in 1..length-1.
 
-    Any j with j <= C(s + r - 1, s) (the left part needs at most r - 1 more runs per step) and
-    length - j <= C(s + r - 1, s - 1) (the right part, one slot fewer, at most r) is optimal;
-    this takes the largest left part that leaves the right part no shorter than it must be.
+    t(l, s) grows by r(l) from l - 1 to l, so j + t(length - j, s - 1) + t(j, s) is convex in j
+    with slope 1 + r_s(j + 1) - r_{s-1}(length - j). It turns at the left part C(s + r - 1, s)
+    (each of its steps runs at most r - 1 more times), or earlier if that would leave the right
+    part shorter than C(s + r - 2, s - 1) + 1, where its steps start needing r runs.
     """
     r = repetitions(length, slots)
     return min(comb(slots + r - 1, slots), length - comb(slots + r - 2, slots - 1))

@@ -3,6 +3,7 @@
 `execute(plan, chain)` checks the plan with `simulate` first (an invalid plan is rejected before
 any step runs), then carries out its actions on the chain, holding exactly the states and tapes
 the plan says, and counting the bytes they keep alive: the exact peak cache of the training step.
+`execute_online(policy, chain)` does the same for a policy that decides as the steps arrive.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Iterable
 import numpy as np
 
 from checkpointing.plan import (Advance, ChainProfile, Cut, Discard, Drop, Plan, PlanStats,
-                                Record, Restore, Reverse, Snapshot, simulate)
+                                Record, Replay, Restore, Reverse, Snapshot, simulate)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,29 @@ def _buffer(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def execute_online(policy, chain, profile: ChainProfile | None = None) -> Execution:
+    """Run an online policy on `chain`, telling it of each step as it arrives and of the length
+    only at the end: `policy.forward(i)` for i = 0, 1, ..., then `policy.reverse(T)`.
+
+    For sequences whose length is not known in advance (`checkpointing.OnlineCheckpointing`):
+    memory stays bounded by the policy's slots however long the chain, and the gradient is
+    exact. Each action is checked just before it runs (the plan does not exist beforehand).
+    """
+    T = chain.length
+    replay = Replay(T, profile or ChainProfile.uniform(T), exact=True)
+    run = _Run(chain)
+
+    def actions():
+        for i in range(T):
+            yield from policy.forward(i)
+        yield from policy.reverse(T)
+
+    for k, action in enumerate(actions()):
+        replay.apply(k, action)
+        run.do(action)
+    return run.result(replay.finish())
+
+
 def execute(plan: Plan, chain, profile: ChainProfile | None = None) -> Execution:
     """Run `plan` on `chain`: one forward and backward pass, parameter gradients accumulated.
 
@@ -100,38 +124,45 @@ class _Run:
         self.ledger.hold(("current",), state)
 
     def run(self, plan: Plan, stats: PlanStats) -> Execution:
-        chain = self.chain
         for action in plan:
-            kind = type(action)
-            if kind is Record:
-                tape = chain.record(action.index, self.current)
-                self.tapes[action.index] = tape
-                self.ledger.hold(("tape", action.index), tape.arrays())
-                self._set_current(tape.state)
-            elif kind is Reverse:
-                self._reverse(action)
-            elif kind is Advance:
-                state = self.current
-                for i in range(action.start, action.stop):
-                    state = chain.advance(i, state)
-                self._set_current(state)
-            elif kind is Snapshot:
-                self.slots[action.index] = self.current
-                self.ledger.hold(("slot", action.index), self.current)
-            elif kind is Restore:
-                self._set_current(self.slots[action.index])
-            elif kind is Drop:
-                del self.slots[action.index]
-                self.ledger.release(("slot", action.index))
-            elif kind is Discard:
-                del self.tapes[action.index]
-                self.ledger.release(("tape", action.index))
-            elif kind is Cut:
-                self.grad = None
+            self.do(action)
+        return self.result(stats)
+
+    def do(self, action) -> None:
+        """Carry out one (already checked) action."""
+        chain, kind = self.chain, type(action)
+        if kind is Record:
+            tape = chain.record(action.index, self.current)
+            self.tapes[action.index] = tape
+            self.ledger.hold(("tape", action.index), tape.arrays())
+            self._set_current(tape.state)
+        elif kind is Reverse:
+            self._reverse(action)
+        elif kind is Advance:
+            state = self.current
+            for i in range(action.start, action.stop):
+                state = chain.advance(i, state)
+            self._set_current(state)
+        elif kind is Snapshot:
+            self.slots[action.index] = self.current
+            self.ledger.hold(("slot", action.index), self.current)
+        elif kind is Restore:
+            self._set_current(self.slots[action.index])
+        elif kind is Drop:
+            del self.slots[action.index]
+            self.ledger.release(("slot", action.index))
+        elif kind is Discard:
+            del self.tapes[action.index]
+            self.ledger.release(("tape", action.index))
+        elif kind is Cut:
+            self.grad = None
+
+    def result(self, stats: PlanStats) -> Execution:
+        """The outcome, once every action has run."""
         self.ledger.release(("current",))
         initial = self.initial_grad
         if initial is None:
-            initial = tuple(np.zeros_like(a) for a in chain.initial_state())
+            initial = tuple(np.zeros_like(a) for a in self.chain.initial_state())
         return Execution(self.loss, initial, stats, self.ledger.peak)
 
     def _reverse(self, action: Reverse) -> None:

@@ -41,6 +41,9 @@ class OnlineCheckpointing:
         self.steps = 0           # steps seen so far
         self.finished = False
 
+    def __repr__(self) -> str:
+        return f"OnlineCheckpointing(slots={self.slots})"
+
     def forward(self, i: int) -> list[Action]:
         """Actions to run as step i arrives: thin the kept states if the stream outgrew them,
         keep state i if it is one of the places, run step i without recording."""

@@ -107,8 +107,11 @@ class Repeat(Sequence[int]):
 class ChainProfile:
     """What a planner may know about a chain before running it.
 
-    `state_bytes[i]`: bytes of state i (i = 0..T-1); `tape_bytes[i]`: bytes of the tape that
-    `Record(i)` keeps; `forward_cost[i]`: relative cost of running step i forward (1 if unknown).
+    `state_bytes[i]`: bytes of state i (i = 0..T-1); `tape_bytes[i]`: bytes that `Record(i)`
+    keeps alive, its input state i included and its output state i+1 excluded (that one is the
+    current state, or the next tape's input, and is counted there); `forward_cost[i]`: relative
+    cost of running step i forward (1 if unknown). With these, `simulate` counts a chain of
+    recorded steps exactly, and a recorded step whose input is also kept in a slot once too often.
     """
     length: int
     state_bytes: Sequence[int]
@@ -191,11 +194,15 @@ def simulate(plan: Plan | Iterable[Action], length: int | None = None,
     profile = profile or ChainProfile.uniform(length)
     if profile.length != length:
         raise ValueError(f"profile is for {profile.length} steps, plan for {length}")
-    return _Replay(length, profile, exact).run(plan)
+    return Replay(length, profile, exact).run(plan)
 
 
-class _Replay:
-    """The bookkeeping of one replay; `run` walks the actions once."""
+class Replay:
+    """The bookkeeping of one replay: `apply` each action in turn, then `finish`.
+
+    `simulate` runs it over a whole plan; the executor's online mode runs it action by action,
+    checking each before it is carried out.
+    """
 
     def __init__(self, length: int, profile: ChainProfile, exact: bool):
         self.T, self.profile, self.exact = length, profile, exact
@@ -225,16 +232,24 @@ class _Replay:
 
     def run(self, plan) -> PlanStats:
         for k, action in enumerate(plan):
-            before = self._current_bytes()
-            handler = getattr(self, "_" + type(action).__name__.lower(), None)
-            if handler is None:
-                raise PlanError(f"action {k}: {action!r} is not a plan action")
-            handler(k, action)
-            self.bytes += self._current_bytes() - before
-            c = self.counts
-            c["peak_states"] = max(c["peak_states"], len(self.slots))
-            c["peak_tapes"] = max(c["peak_tapes"], len(self.tapes))
-            c["peak_bytes"] = max(c["peak_bytes"], self.bytes)
+            self.apply(k, action)
+        return self.finish()
+
+    def apply(self, k: int, action: Action) -> None:
+        """Check and book action number `k`; PlanError if it cannot run."""
+        before = self._current_bytes()
+        handler = getattr(self, "_" + type(action).__name__.lower(), None)
+        if handler is None:
+            raise PlanError(f"action {k}: {action!r} is not a plan action")
+        handler(k, action)
+        self.bytes += self._current_bytes() - before
+        c = self.counts
+        c["peak_states"] = max(c["peak_states"], len(self.slots))
+        c["peak_tapes"] = max(c["peak_tapes"], len(self.tapes))
+        c["peak_bytes"] = max(c["peak_bytes"], self.bytes)
+
+    def finish(self) -> PlanStats:
+        """Check that the plan left nothing undone; its counts."""
         self._finish()
         c = self.counts
         return PlanStats(self.T, c["recorded"] + c["advanced"], c["recorded"], c["advanced"],

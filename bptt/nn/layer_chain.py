@@ -27,10 +27,7 @@ class LayerChain(TapedChain):
         return (self.inputs,)
 
     def external_arrays(self):
-        return [self.inputs, self.labels]
-
-    def parameters_of_step(self, i):
-        return self.mlp.layers[i].parameters()
+        return [self.inputs, self.labels] + [p.data for p in self.mlp.parameters()]
 
     def step(self, i, state, need_loss):
         z = self.mlp.layers[i](state[0])

@@ -94,10 +94,8 @@ class SequenceChain(TapedChain):
         return self.model.cell.initial_state(self.batch)
 
     def external_arrays(self):
-        return [self.inputs] + ([] if self.targets is None else [self.targets])
-
-    def parameters_of_step(self, i):
-        return self.model.parameters()
+        return ([self.inputs] + ([] if self.targets is None else [self.targets])
+                + [p.data for p in self.model.parameters()])
 
     def step(self, i, state, need_loss):
         x = Tensor(self.inputs[i], requires_grad=self.input_grad is not None)

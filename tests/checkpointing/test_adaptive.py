@@ -130,6 +130,13 @@ def test_full_is_the_plan_when_it_fits():
     assert list(plan) == list(Full().plan(profile))
 
 
+@given(profile=uniform_chains | uneven_chains(longest=60))
+@settings(max_examples=60, deadline=None)
+def test_the_minimum_is_what_full_or_one_slot_revolve_needs(profile):
+    leanest = min(full_peak(profile), run(Revolve(1), profile)[0].peak_bytes)
+    assert Adaptive.minimum_budget(profile) == leanest
+
+
 def test_the_minimum_is_the_leanest_plans_peak():
     profile = ChainProfile.uniform(10, 1024, 2048)
     assert Adaptive.minimum_budget(profile) == 4096  # state 0, the current state, one tape

@@ -14,8 +14,9 @@ from bptt import backward, no_grad, Tensor
 from bptt.nn.layer_chain import LayerChain
 from bptt.nn.linear import MLP
 from bptt.nn.rnn import RNN
-from checkpointing import (Adaptive, Full, Periodic, Revolve, Truncated, assert_same_gradients,
-                           execute, gradients, simulate)
+from checkpointing import (Adaptive, Advance, Full, OnlineCheckpointing, Periodic, PlanError,
+                           Record, Revolve, Truncated, assert_same_gradients, execute,
+                           execute_online, gradients, simulate)
 
 CELLS = ["rnn", "lstm", "gru"]
 LENGTHS = [1, 2, 3, 7, 64, 1000]
@@ -166,6 +167,11 @@ def test_a_deep_mlp_of_mixed_widths_is_a_chain_like_any_other():
     assert chain.length == 64 and len(set(chain.profile().tape_bytes)) > 1
     assert_same_gradients(lambda: LayerChain(mlp, inputs, labels), mlp.parameters(),
                           exact_strategies(chain))
+    profile = chain.profile()
+    for strategy in exact_strategies(chain):  # uneven sizes: the byte model still holds
+        plan = strategy.plan(profile)
+        measured = execute(plan, LayerChain(mlp, inputs, labels)).peak_cache_bytes
+        assert measured <= simulate(plan, profile=profile).peak_bytes, strategy
     # and the same gradient as the MLP's own backward
     mlp.zero_grad()
     from bptt import functions as F
@@ -185,3 +191,55 @@ def test_executor_counts_cache_bytes_exactly_and_checkpoint_holds_less():
     assert full.peak_cache_bytes >= 100 * state  # every step's output is kept
     assert ckpt.peak_cache_bytes < 0.3 * full.peak_cache_bytes
     assert ckpt.stats.forward_steps > full.stats.forward_steps == 100
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_measured_peak_never_exceeds_what_the_plan_counted(cell):
+    """The planners' byte model is the executor's truth: budgets hold in real memory."""
+    model, inputs, targets = make_problem(cell, 50, batch=4, hidden=8)
+    profile = model.chain(inputs, targets).profile()
+    for strategy in exact_strategies(model.chain(inputs, targets)) + [Truncated(7, 12)]:
+        plan = strategy.plan(profile)
+        counted = simulate(plan, profile=profile).peak_bytes
+        measured = execute(plan, model.chain(inputs, targets)).peak_cache_bytes
+        assert measured <= counted, strategy
+        if isinstance(strategy, (Full, Revolve)):
+            assert measured == counted, strategy
+        if isinstance(strategy, Adaptive):
+            assert measured <= strategy.budget
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T", [1, 5, 64, 300])
+def test_online_policy_gives_fulls_gradients_with_memory_bounded_by_its_slots(cell, T):
+    model, inputs, targets = make_problem(cell, T)
+    full, _ = gradients(Full(), model.chain(inputs, targets), model.parameters())
+    model.zero_grad()
+    chain = model.chain(inputs, targets)
+    run = execute_online(OnlineCheckpointing(slots=4), chain, chain.profile())
+    for p in model.parameters():
+        assert np.array_equal(p.grad, full[p.name]), p.name
+    assert run.stats.peak_states <= 4 and run.stats.peak_tapes == 1
+    state = sum(a.nbytes for a in chain.initial_state())
+    tape = chain.profile().tape_bytes[0]
+    assert run.peak_cache_bytes <= 5 * state + tape  # 4 slots, the current state, one tape
+
+
+def test_online_policy_learns_the_length_only_at_the_end():
+    class Spy(OnlineCheckpointing):
+        def reverse(self, length):
+            assert self.steps == length  # every step was announced before the end was
+            return super().reverse(length)
+
+    model, inputs, targets = make_problem("rnn", 40)
+    execute_online(Spy(3), model.chain(inputs, targets))
+
+
+def test_an_invalid_online_action_stops_before_it_runs():
+    class Broken(OnlineCheckpointing):
+        def forward(self, i):
+            return [Advance(i, i + 1)] if i else [Record(5)]
+
+    model, inputs, targets = make_problem("rnn", 10)
+    with pytest.raises(PlanError, match="action 0 Record"):
+        execute_online(Broken(3), model.chain(inputs, targets))
