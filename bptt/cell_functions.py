@@ -5,14 +5,26 @@ operands; a fused step records one node and caches only what its backward needs.
 the formulas below are written by hand, so `tests/bptt/test_cells.py` checks every one of them
 against the composed cell in `bptt.nn.cells` (values and gradients to 1e-12) and by gradcheck.
 
-Inputs are (x, *state, *parameters) as arrays of one dtype; x is (B, D), every state array is
-(B, H). The weights are saved too, but they are parameters (leaves), not part of the cache.
-Forwards work in place on arrays they have just allocated and save them only once they are final.
+Every cell step is two affine maps and a nonlinear *core*: with the input projection
+a = x W_x + b (B, G) and the recurrent product u = h W_h (B, G) (G = H, 4H or 3H), the core maps
+(a, u, state) to the next state. A core's `backward` gives the gradients of a and u and the part
+of the state's gradient that does not pass through u; the GEMMs around it (dW_x = x^T da,
+dW_h = h^T du, dh = du W_h^T) are the same for every cell. The fused `Function`s below run one
+whole step; `bptt.nn.rnn.FusedSequenceChain` runs the same cores with the GEMMs taken over blocks
+of steps. One formula, one place: both call the cores.
+
+Inputs of the `Function`s are (x, *state, *parameters) as arrays of one dtype; x is (B, D), every
+state array is (B, H). The weights are saved too, but they are parameters (leaves), not part of
+the cache. Forwards work in place on arrays they have just allocated and save them only once
+they are final.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from bptt.functions import _non_finite
 from bptt.tensor import Function
 
 
@@ -44,30 +56,163 @@ def _affine_grads(need_a: bool, need_w: bool, dz: np.ndarray, a: np.ndarray, w: 
     return (dz @ w.T if need_a else None), (a.T @ dz if need_w else None)
 
 
-class RNNStep(Function):
+# --- the cores: (a, u, state) -> next state -----------------------------------------------------
+class RNNCore:
+    """h' = tanh(a + u) (Elman, 1990). Cache: h'. da and du are the same array."""
+
+    width = 1        # G = width * H
+    state_size = 1
+    own_du = False   # du is da
+
+    @staticmethod
+    def forward(a, u, state):
+        """(next state, cache); `u` is consumed (it becomes h')."""
+        u += a
+        np.tanh(u, out=u)
+        return (u,), (u,)
+
+    @staticmethod
+    def backward(dnew, state, cache, da, du=None):
+        """(da, du, direct state gradients), writing da into the (B, G) array `da`."""
+        (y,) = cache
+        np.multiply(y, y, out=da)
+        np.subtract(1, da, out=da)
+        da *= dnew[0]  # dL/dz = dL/dh' (1 - h'^2)
+        return da, da, (None,)
+
+
+class LSTMCore:
+    """[i, f, g, o] = [sigmoid, sigmoid, tanh, sigmoid](a + u); c' = f * c + i * g;
+    h' = o * tanh(c') (Hochreiter & Schmidhuber, 1997; Gers et al., 2000). Cache: the four gate
+    activations and c' (tanh(c') is recomputed in backward: one tanh of (B, H) instead of keeping
+    B x H more numbers per step). da and du are the same array."""
+
+    width = 4
+    state_size = 2
+    own_du = False
+
+    @staticmethod
+    def forward(a, u, state):
+        h, c = state
+        H = h.shape[1]
+        gates = u
+        gates += a
+        _sigmoid_(gates[:, :2 * H])
+        np.tanh(gates[:, 2 * H:3 * H], out=gates[:, 2 * H:3 * H])
+        _sigmoid_(gates[:, 3 * H:])
+        i, f, g, o = (gates[:, k * H:(k + 1) * H] for k in range(4))
+        c_new = f * c
+        c_new += i * g
+        h_new = np.tanh(c_new)
+        h_new *= o
+        return (h_new, c_new), (gates, c_new)
+
+    @staticmethod
+    def backward(dnew, state, cache, da, du=None):
+        dh_new, dc_new = dnew
+        _, c = state
+        gates, c_new = cache
+        H = c.shape[1]
+        i, f, g, o = (gates[:, k * H:(k + 1) * H] for k in range(4))
+        tanh_c = np.tanh(c_new)
+        dc = _tanh_grad(dh_new * o, tanh_c)
+        dc += dc_new
+        da[:, :H] = _sigmoid_grad(dc * g, i)
+        da[:, H:2 * H] = _sigmoid_grad(dc * c, f)
+        da[:, 2 * H:3 * H] = _tanh_grad(dc * i, g)
+        da[:, 3 * H:] = _sigmoid_grad(dh_new * tanh_c, o)
+        return da, da, (None, dc * f)
+
+
+class GRUCore:
+    """With a = x W_x + b_x and u = h W_h + b_h (Cho et al., 2014, PyTorch's formulation):
+    r = sigmoid(a_r + u_r), z = sigmoid(a_z + u_z), n = tanh(a_n + r * u_n),
+    h' = (1 - z) * n + z * h. Cache: the three gate activations and u_n."""
+
+    width = 3
+    state_size = 1
+    own_du = True
+
+    @staticmethod
+    def forward(a, u, state):
+        (h,) = state
+        H = h.shape[1]
+        gates = np.empty_like(a)  # `a` may be a row of a shared projection: never write into it
+        rz = np.add(a[:, :2 * H], u[:, :2 * H], out=gates[:, :2 * H])
+        _sigmoid_(rz)
+        u_n = u[:, 2 * H:].copy()  # a view would keep all of u alive in the cache
+        r, z, n = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:]
+        np.multiply(r, u_n, out=n)
+        n += a[:, 2 * H:]
+        np.tanh(n, out=n)
+        h_new = 1 - z
+        h_new *= n
+        h_new += z * h
+        return (h_new,), (gates, u_n)
+
+    @staticmethod
+    def backward(dnew, state, cache, da, du):
+        (dh_new,) = dnew
+        (h,) = state
+        gates, u_n = cache
+        H = h.shape[1]
+        r, z, n = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:]
+        da[:, 2 * H:] = _tanh_grad(dh_new * (1 - z), n)
+        da[:, :H] = _sigmoid_grad(da[:, 2 * H:] * u_n, r)
+        da[:, H:2 * H] = _sigmoid_grad(dh_new * (h - n), z)
+        du[...] = da  # the same for r and z, r-scaled for n
+        du[:, 2 * H:] *= r
+        return da, du, (dh_new * z,)
+
+
+# --- one whole step as one node -----------------------------------------------------------------
+class _FusedStep(Function):
+    """Inputs (x, *state, W_x, W_h, b_x[, b_h]); a = x W_x + b_x, u = h W_h (+ b_h); outputs
+    the core's next state."""
+
+    core = RNNCore
+
+    def forward(self, x, *rest):
+        n = self.core.state_size
+        state, (W_x, W_h, *biases) = rest[:n], rest[n:]
+        a = x @ W_x
+        a += biases[0]
+        u = state[0] @ W_h
+        if len(biases) > 1:
+            u += biases[1]
+        new_state, cache = self.core.forward(a, u, state)
+        self.save(x, *state, W_x, W_h, *cache)
+        return new_state if n > 1 else new_state[0]
+
+    def backward(self, *dnew):
+        n = self.core.state_size
+        x, state, (W_x, W_h), cache = (self.saved[0], self.saved[1:1 + n],
+                                       self.saved[1 + n:3 + n], self.saved[3 + n:])
+        needs = self.needs_input_grad
+        need_x, need_state, (need_wx, need_wh, *need_b) = needs[0], needs[1:1 + n], needs[1 + n:]
+        da = np.empty((x.shape[0], W_x.shape[1]), x.dtype)
+        du = np.empty_like(da) if self.core.own_du else None
+        da, du, direct = self.core.backward(dnew, state, cache, da, du)
+        dx, dW_x = _affine_grads(need_x, need_wx, da, x, W_x)
+        dh, dW_h = _affine_grads(need_state[0], need_wh, du, state[0], W_h)
+        if dh is not None and direct[0] is not None:
+            dh += direct[0]
+        state_grads = (dh,) + tuple(d if need else None
+                                    for d, need in zip(direct[1:], need_state[1:]))
+        bias_grads = tuple(g.sum(axis=0) if need else None for g, need in zip((da, du), need_b))
+        return (dx, *state_grads, dW_x, dW_h, *bias_grads)
+
+
+class RNNStep(_FusedStep):
     """h' = tanh(x W_x + h W_h + b) (Elman, 1990). Inputs (x, h, W_x, W_h, b); output h'.
 
     Cache: x, h and h' (B x (D + 2H) numbers per step).
     """
 
-    def forward(self, x, h, W_x, W_h, b):
-        y = x @ W_x
-        y += h @ W_h
-        y += b
-        np.tanh(y, out=y)
-        self.save(x, h, W_x, W_h, y)
-        return y
-
-    def backward(self, dy):
-        x, h, W_x, W_h, y = self.saved
-        need_x, need_h, need_wx, need_wh, need_b = self.needs_input_grad
-        dz = _tanh_grad(dy, y)
-        dx, dW_x = _affine_grads(need_x, need_wx, dz, x, W_x)
-        dh, dW_h = _affine_grads(need_h, need_wh, dz, h, W_h)
-        return dx, dh, dW_x, dW_h, (dz.sum(axis=0) if need_b else None)
+    core = RNNCore
 
 
-class LSTMStep(Function):
+class LSTMStep(_FusedStep):
     """One LSTM step (Hochreiter & Schmidhuber, 1997, with the forget gate of Gers et al., 2000).
 
     Inputs (x, h, c, W_x, W_h, b), gate columns ordered i, f, g, o (as PyTorch):
@@ -77,42 +222,10 @@ class LSTMStep(Function):
     backward: one tanh of (B, H) instead of keeping B x H more numbers per step).
     """
 
-    def forward(self, x, h, c, W_x, W_h, b):
-        H = h.shape[1]
-        gates = x @ W_x
-        gates += h @ W_h
-        gates += b
-        _sigmoid_(gates[:, :2 * H])
-        np.tanh(gates[:, 2 * H:3 * H], out=gates[:, 2 * H:3 * H])
-        _sigmoid_(gates[:, 3 * H:])
-        i, f, g, o = (gates[:, k * H:(k + 1) * H] for k in range(4))
-        c_new = f * c
-        c_new += i * g
-        h_new = np.tanh(c_new)
-        h_new *= o
-        self.save(x, h, c, W_x, W_h, gates, c_new)
-        return h_new, c_new
-
-    def backward(self, dh_new, dc_new):
-        x, h, c, W_x, W_h, gates, c_new = self.saved
-        need_x, need_h, need_c, need_wx, need_wh, need_b = self.needs_input_grad
-        H = h.shape[1]
-        i, f, g, o = (gates[:, k * H:(k + 1) * H] for k in range(4))
-        tanh_c = np.tanh(c_new)
-        dc = _tanh_grad(dh_new * o, tanh_c)
-        dc += dc_new
-        dz = np.empty_like(gates)
-        dz[:, :H] = _sigmoid_grad(dc * g, i)
-        dz[:, H:2 * H] = _sigmoid_grad(dc * c, f)
-        dz[:, 2 * H:3 * H] = _tanh_grad(dc * i, g)
-        dz[:, 3 * H:] = _sigmoid_grad(dh_new * tanh_c, o)
-        dx, dW_x = _affine_grads(need_x, need_wx, dz, x, W_x)
-        dh, dW_h = _affine_grads(need_h, need_wh, dz, h, W_h)
-        return (dx, dh, (dc * f if need_c else None), dW_x, dW_h,
-                (dz.sum(axis=0) if need_b else None))
+    core = LSTMCore
 
 
-class GRUStep(Function):
+class GRUStep(_FusedStep):
     """One GRU step (Cho et al., 2014) in PyTorch's formulation, gate columns ordered r, z, n.
 
     Inputs (x, h, W_x, W_h, b_x, b_h); with a = x W_x + b_x and u = h W_h + b_h:
@@ -121,38 +234,57 @@ class GRUStep(Function):
     Output h'. Cache: x, h, the three gate activations and u_n (B x (D + 5H) numbers per step).
     """
 
-    def forward(self, x, h, W_x, W_h, b_x, b_h):
-        H = h.shape[1]
-        gates = x @ W_x
-        gates += b_x
-        u = h @ W_h
-        u += b_h
-        gates[:, :2 * H] += u[:, :2 * H]
-        _sigmoid_(gates[:, :2 * H])
-        u_n = u[:, 2 * H:].copy()  # a view would keep all of u alive in the cache
-        r, z, n = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:]
-        n += r * u_n
-        np.tanh(n, out=n)
-        h_new = 1 - z
-        h_new *= n
-        h_new += z * h
-        self.save(x, h, W_x, W_h, gates, u_n)
-        return h_new
+    core = GRUCore
 
-    def backward(self, dh_new):
-        x, h, W_x, W_h, gates, u_n = self.saved
-        need_x, need_h, need_wx, need_wh, need_bx, need_bh = self.needs_input_grad
-        H = h.shape[1]
-        r, z, n = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:]
-        da = np.empty_like(gates)  # gradient of a = x W_x + b_x
-        da[:, 2 * H:] = _tanh_grad(dh_new * (1 - z), n)
-        da[:, :H] = _sigmoid_grad(da[:, 2 * H:] * u_n, r)
-        da[:, H:2 * H] = _sigmoid_grad(dh_new * (h - n), z)
-        du = da.copy()  # gradient of u = h W_h + b_h: the same for r and z, r-scaled for n
-        du[:, 2 * H:] *= r
-        dx, dW_x = _affine_grads(need_x, need_wx, da, x, W_x)
-        dh, dW_h = _affine_grads(need_h, need_wh, du, h, W_h)
-        if need_h:
-            dh += dh_new * z
-        return (dx, dh, dW_x, dW_h, (da.sum(axis=0) if need_bx else None),
-                (du.sum(axis=0) if need_bh else None))
+
+# --- the read-out and its loss as one node --------------------------------------------------------
+def readout_mse(h: np.ndarray, W: np.ndarray, b: np.ndarray, target: np.ndarray,
+                scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(loss, diff) for y = h W + b: loss = scale * mean((y - target)^2), diff = y - target.
+
+    Raises FloatingPointError naming where the inputs are NaN/Inf, as `mse_loss` does.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):  # reported below, naming the input
+        diff = h @ W
+        diff += b
+        diff -= target
+        flat = diff.reshape(-1)
+        loss = np.dot(flat, flat) * (scale / flat.size)
+    if not math.isfinite(loss):
+        with np.errstate(invalid="ignore", over="ignore"):
+            prediction = h @ W + b
+        raise _non_finite("mse_loss", prediction=prediction, target=target)
+    return np.asarray(loss, dtype=diff.dtype), diff
+
+
+def readout_mse_grad(diff: np.ndarray, scale: float, g=1.0) -> np.ndarray:
+    """dL/dy for `readout_mse`'s loss L scaled by the upstream gradient `g`: 2 g scale diff / n."""
+    return diff * (2 * scale * g / diff.size)
+
+
+class ReadoutMSE(Function):
+    """loss = scale * mean((h W + b - target)^2): a linear read-out and its squared error as
+    one node. Inputs (h, W, b, target), h (B, H), W (H, O), b (O,), target (B, O); option
+    `scale` (a constant, e.g. 1/T for a mean over T steps).
+
+    Cache: h and diff = h W + b - target (B x (H + O) numbers; the composed read-out keeps the
+    same plus the loss's operands). Checked against `mse_loss(h @ W + b, target) * scale`.
+    """
+
+    def forward(self, h, W, b, target, scale=1.0):
+        if h.ndim != 2 or W.ndim != 2 or h.shape[1] != W.shape[0]:
+            raise ValueError(f"readout_mse: shapes {h.shape} and {W.shape} do not align")
+        if target.shape != (h.shape[0], W.shape[1]):
+            raise ValueError(f"mse_loss: prediction shape {(h.shape[0], W.shape[1])} and target "
+                             f"shape {target.shape} differ")
+        loss, diff = readout_mse(h, W, b, target, scale)
+        self.save(h, W, diff, scale, target.dtype)
+        return loss
+
+    def backward(self, g):
+        h, W, diff, scale, target_dtype = self.saved
+        need_h, need_w, need_b, need_target = self.needs_input_grad
+        dy = readout_mse_grad(diff, scale, g)
+        dh, dW = _affine_grads(need_h, need_w, dy, h, W)
+        return (dh, dW, dy.sum(axis=0) if need_b else None,
+                (-dy).astype(target_dtype, copy=False) if need_target else None)

@@ -5,11 +5,14 @@ sequence is a chain (step = one time step); an MLP is a chain (step = one layer)
 strategy only decides which states and tapes are kept, so one executor runs every strategy on
 every chain (`checkpointing.execute`).
 
-The executor needs four things of a chain, all in `Chain`:
+The executor needs these of a chain, all in `Chain`:
     advance(i, state)                -> next state, computed without recording
-    record(i, state)                 -> a `Tape`: the next state plus the cache to reverse step i
+    record(i, state)                 -> a tape: the next state plus the cache to reverse step i
     reverse(i, tape, grad, with_loss) -> the gradient of state i; parameter gradients accumulate
     profile()                        -> the sizes a planner needs (`ChainProfile`)
+    finish()                         -> called once a plan has run: gradients are complete
+A tape is a `Tape` (the engine's graph of one step) or any object with its `state`,
+`loss_value` and `arrays()`.
 
 `TapedChain` implements them with the engine: a subclass only writes `step`, in Tensor
 operations, and recording is the engine's own graph of that one step.
@@ -80,6 +83,10 @@ class Chain:
     def profile(self) -> ChainProfile:
         """Sizes of states and tapes per step, for planners."""
         raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called by the executor once a plan has run (or stopped): a chain that defers part of
+        its parameter gradients (to add them up over blocks of steps) adds the rest now."""
 
     def external_arrays(self) -> list[np.ndarray]:
         """Arrays that exist whatever the strategy (inputs, targets, parameters): not cache."""

@@ -239,6 +239,13 @@ class Function:
             self.saved = ()  # nothing will run backward: keep no cache
         return outputs[0] if single else tuple(outputs)
 
+    def run(self, *arrays, **options):
+        """`forward` on ndarrays, its cache kept for one direct call of `backward`: the lean path
+        for a step that is a single node (no Tensors, no graph, every input needing a gradient)."""
+        self.saved = ()
+        self.needs_input_grad = (True,) * len(arrays)
+        return self.forward(*arrays, **options)
+
     def save(self, *arrays) -> None:
         """Keep `arrays` for backward (the cache). Only kept when a gradient is needed."""
         self.saved = arrays

@@ -7,6 +7,7 @@ the plan says, and counting the bytes they keep alive: the exact peak cache of t
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -43,25 +44,31 @@ class _Ledger:
 
     def hold(self, key: tuple, arrays: Iterable[np.ndarray]) -> None:
         ids = []
+        count, external = self.count, self.external
         for a in arrays:
-            b = _buffer(a)
-            if id(b) in self.external or id(b) in ids:
+            b = a if a.base is None else _buffer(a)
+            i = id(b)
+            if i in external or i in ids:
                 continue
-            ids.append(id(b))
-            if self.count.get(id(b), 0) == 0:
-                self.size[id(b)] = b.nbytes
+            ids.append(i)
+            n = count.get(i, 0)
+            if n == 0:
+                self.size[i] = b.nbytes
                 self.bytes += b.nbytes
-                self.count[id(b)] = 0
-            self.count[id(b)] += 1
+            count[i] = n + 1
         self.holders[key] = ids
-        self.peak = max(self.peak, self.bytes)
+        if self.bytes > self.peak:
+            self.peak = self.bytes
 
     def release(self, key: tuple) -> None:
+        count = self.count
         for i in self.holders.pop(key):
-            self.count[i] -= 1
-            if self.count[i] == 0:
+            n = count[i] - 1
+            if n:
+                count[i] = n
+            else:
                 self.bytes -= self.size.pop(i)
-                del self.count[i]
+                del count[i]
 
 
 def _buffer(array: np.ndarray) -> np.ndarray:
@@ -87,21 +94,52 @@ def execute_online(policy, chain, profile: ChainProfile | None = None) -> Execut
             yield from policy.forward(i)
         yield from policy.reverse(T)
 
-    for k, action in enumerate(actions()):
-        replay.apply(k, action)
-        run.do(action)
-    return run.result(replay.finish())
+    try:
+        for k, action in enumerate(actions()):
+            replay.apply(k, action)
+            run.do(action)
+        return run.result(replay.finish())
+    finally:
+        _finish(chain)
 
 
 def execute(plan: Plan, chain, profile: ChainProfile | None = None) -> Execution:
     """Run `plan` on `chain`: one forward and backward pass, parameter gradients accumulated.
 
-    Raises `PlanError` (before running any step) if the plan is invalid for this chain.
+    Raises `PlanError` (before running any step) if the plan is invalid for this chain. A plan
+    is plain data: once checked without a `profile`, it is not replayed again while it lives.
     """
     if plan.length != chain.length:
         raise ValueError(f"the plan is for {plan.length} steps but the chain has {chain.length}")
-    stats = simulate(plan, profile=profile)
-    return _Run(chain).run(plan, stats)
+    stats = _checked(plan, profile)
+    try:
+        return _Run(chain).run(plan, stats)
+    finally:
+        _finish(chain)
+
+
+# simulate's counts of plans already checked, by plan identity: a training loop runs one plan
+# at every step, and replaying it each time costs as much as a few steps of a long chain.
+_CHECKED: dict[int, tuple[weakref.ref, PlanStats]] = {}
+
+
+def _checked(plan: Plan, profile: ChainProfile | None) -> PlanStats:
+    """`simulate(plan, profile=profile)`, remembered while the plan lives (profile None only)."""
+    if profile is not None:
+        return simulate(plan, profile=profile)
+    key = id(plan)
+    entry = _CHECKED.get(key)
+    if entry is not None and entry[0]() is plan:
+        return entry[1]
+    stats = simulate(plan)
+    _CHECKED[key] = (weakref.ref(plan, lambda _, key=key: _CHECKED.pop(key, None)), stats)
+    return stats
+
+
+def _finish(chain) -> None:
+    finish = getattr(chain, "finish", None)  # chains not derived from `Chain` need not have it
+    if finish is not None:
+        finish()
 
 
 class _Run:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from bptt import functions as F
-from bptt.cell_functions import GRUStep, LSTMStep, RNNStep
+from bptt.cell_functions import GRUCore, GRUStep, LSTMCore, LSTMStep, RNNCore, RNNStep
 from bptt.nn.linear import _check_dtype, _check_size
 from bptt.nn.module import Module, Parameter
 from bptt.tensor import Tensor
@@ -23,11 +23,13 @@ from bptt.tensor import Tensor
 class RecurrentCell(Module):
     """Base of the cells: sizes, dtype, weight creation, state handling and input checks.
 
-    Subclasses set `state_names` and `parameter_shapes`, and write `fused_step` and
-    `composed_step`, each (x, state tuple) -> new state tuple, on validated Tensors.
+    Subclasses set `state_names`, `core` and `parameter_shapes`, and write `fused_step`,
+    `composed_step` (each (x, state tuple) -> new state tuple, on validated Tensors) and
+    `affine_parameters`.
     """
 
     state_names: tuple[str, ...] = ("h",)
+    core: type = RNNCore  # the step's nonlinear part (`bptt.cell_functions`), for array chains
 
     def __init__(self, input_size: int, hidden_size: int, rng: np.random.Generator,
                  dtype=np.float64, fused: bool = True):
@@ -58,6 +60,11 @@ class RecurrentCell(Module):
         """The zero state for `batch` sequences: `state_size` arrays of shape (batch, H)."""
         _check_size("batch", batch)
         return tuple(np.zeros((batch, self.hidden_size), self.dtype) for _ in self.state_names)
+
+    def affine_parameters(self) -> tuple[Parameter, Parameter, Parameter, Parameter | None]:
+        """(W_x, W_h, b_x, b_h or None): the step's input projection a = x W_x + b_x and
+        recurrent product u = h W_h (+ b_h), between which `core` runs."""
+        raise NotImplementedError
 
     def hidden(self, state: tuple) -> Tensor:
         """The hidden output h of `state` (what a read-out layer sees)."""
@@ -113,6 +120,9 @@ class RNNCell(RecurrentCell):
     def parameter_shapes(D, H):
         return [("W_x", (D, H)), ("W_h", (H, H)), ("b", (H,))]
 
+    def affine_parameters(self):
+        return self.W_x, self.W_h, self.b, None
+
     def fused_step(self, x, state):
         return (RNNStep()(x, state[0], self.W_x, self.W_h, self.b),)
 
@@ -130,10 +140,14 @@ class LSTMCell(RecurrentCell):
     """
 
     state_names = ("h", "c")
+    core = LSTMCore
 
     @staticmethod
     def parameter_shapes(D, H):
         return [("W_x", (D, 4 * H)), ("W_h", (H, 4 * H)), ("b", (4 * H,))]
+
+    def affine_parameters(self):
+        return self.W_x, self.W_h, self.b, None
 
     def fused_step(self, x, state):
         return LSTMStep()(x, state[0], state[1], self.W_x, self.W_h, self.b)
@@ -158,9 +172,14 @@ class GRUCell(RecurrentCell):
     (Cho et al., 2014; the reset gate acts on u_n, after the recurrent product, as in cuDNN.)
     """
 
+    core = GRUCore
+
     @staticmethod
     def parameter_shapes(D, H):
         return [("W_x", (D, 3 * H)), ("W_h", (H, 3 * H)), ("b_x", (3 * H,)), ("b_h", (3 * H,))]
+
+    def affine_parameters(self):
+        return self.W_x, self.W_h, self.b_x, self.b_h
 
     def fused_step(self, x, state):
         return (GRUStep()(x, state[0], self.W_x, self.W_h, self.b_x, self.b_h),)
