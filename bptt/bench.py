@@ -45,10 +45,11 @@ def max_abs_diff(a: dict, b: dict) -> float:
 
 
 def benchmark(setup: SequenceSetup, strategy, reference: dict | None = None,
-              on_step=None) -> tuple[dict, SequenceRun, dict]:
+              on_step=None, **training) -> tuple[dict, SequenceRun, dict]:
     """Measure `strategy` on `setup` and train with it: (row, the run, first-batch extras).
 
     `reference`: full's first-batch gradients, if already computed (compare reuses them).
+    `training`: passed on to `train_sequence` (state, on_save, save_every).
     The extras hold what `--save-grads` writes: inputs, targets, initial weights, gradients.
     """
     model, inputs, targets, grads, execution, traced, rss = first_batch_gradients(
@@ -58,7 +59,7 @@ def benchmark(setup: SequenceSetup, strategy, reference: dict | None = None,
     extras = {"inputs": inputs, "targets": targets,
               "weights": {n: p.data.copy() for n, p in model.named_parameters()},
               "grads": grads}
-    run = train_sequence(setup, strategy, on_step=on_step)
+    run = train_sequence(setup, strategy, on_step=on_step, **training)
     stats = execution.stats
     row = {
         "strategy": strategy.name, "params": _params(strategy),
@@ -87,4 +88,5 @@ def _params(strategy) -> dict:
 
 
 def _record(r: StepRecord) -> dict:
-    return {"step": r.step, "loss": r.loss, "seconds": r.seconds, "skipped": r.skipped}
+    return {"step": r.step, "loss": r.loss, "seconds": r.seconds, "skipped": r.skipped,
+            "grad_norm": r.grad_norm}

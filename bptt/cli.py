@@ -4,6 +4,7 @@
     bptt-bench compare --strategies full,checkpoint,revolve --seq-len 1000
     bptt-bench plan --strategy revolve --seq-len 100 --slots 5 --json -
     bptt-bench --task iris                        # the MLP as a chain of layers
+    bptt-bench --steps 2000 --state-dir runs/a    # interrupted? the same with --resume runs/a
 
 `main` is a click group whose default action (no subcommand) trains. Bad values, impossible
 budgets and unwritable or unreadable files end with one `Error:` line and exit code 2, checked
@@ -14,6 +15,8 @@ from __future__ import annotations
 import math
 import os
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -71,6 +74,18 @@ def _writable_dir(ctx, param, path: Path | None) -> Path | None:
         raise click.BadParameter(f"cannot create or write {path}: {existing} is not a "
                                  f"writable directory")
     return path
+
+
+def _state_dir_to_resume(ctx, param, path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    if not path.exists():
+        raise click.BadParameter(f"{path} does not exist; expected a directory written with "
+                                 f"--state-dir")
+    if not path.is_dir():
+        raise click.BadParameter(f"{path} is a file; expected the directory given to "
+                                 f"--state-dir")
+    return _writable_dir(ctx, param, path)
 
 
 def _stack(*decorators):
@@ -136,13 +151,24 @@ model_options = _stack(
 @click.option("--save-grads", "grads_path", type=click.Path(path_type=Path),
               callback=_writable_file,
               help="Write the first batch, initial weights and their gradients (safetensors).")
+@click.option("--state-dir", type=click.Path(path_type=Path), callback=_writable_dir,
+              help="Keep the training state here (weights, optimiser buffers, the batch "
+                   "generator's state, history), replaced atomically every --state-every "
+                   "steps, at the end and when a NaN stops training; see --resume.")
+@click.option("--state-every", type=click.IntRange(min=1),
+              help="Steps between saved training states (default 50).")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
+              callback=_state_dir_to_resume,
+              help="Continue the run saved in this --state-dir up to --steps in all, bit for "
+                   "bit as if uninterrupted; the options must be the run's (the strategy may "
+                   "be another exact one). The state goes on being kept there.")
 @click.pass_context
 def main(ctx: click.Context, **options) -> None:
     """Train a model with a memory strategy and report memory, time and convergence."""
     if ctx.invoked_subcommand is not None:
         return
     from bptt import commands
-    with _bad_input():
+    with _bad_input(), _one_line_warnings():
         if options["task"] == "iris":
             commands.train_iris(options)
         else:
@@ -170,7 +196,7 @@ def compare(**options) -> None:
     if options["task"] == "iris":
         raise BadInput("compare runs sequence tasks; use --task adding, copy, reber or text")
     from bptt import commands
-    with _bad_input():
+    with _bad_input(), _one_line_warnings():
         commands.compare(names, options)
 
 
@@ -211,9 +237,20 @@ class _bad_input:
         return False
 
 
+@contextmanager
+def _one_line_warnings():
+    """Warnings (a skipped non-finite step) as `Warning: ...` lines on stderr, no source line."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        click.echo(f"Warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def _one_line(error: BaseException) -> str:
     text = str(error) or type(error).__name__
-    if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
+    if isinstance(error, OSError) and error.filename:
         text = f"{error.filename}: {error.strerror or text}"
     return " ".join(text.split())
 

@@ -14,12 +14,14 @@ import numpy as np
 
 from bptt import io
 from bptt.bench import benchmark, first_batch_gradients, label
-from bptt.train import SequenceSetup
+from bptt.train import (NonFiniteError, SequenceSetup, load_training_state, run_identity,
+                        save_training_state)
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, simulate
 from checkpointing.plan import ChainProfile
 
 DEFAULT_SLOTS = 10
 DEFAULT_BUDGET_FRACTION = 0.10
+DEFAULT_STATE_EVERY = 50
 TABLE_COLUMNS = [  # (header, row key, format)
     ("strategy", "label", "{}"), ("peak cache", "peak_cache_bytes", "bytes"),
     ("traced peak", "peak_traced_bytes", "bytes"), ("RSS peak", "peak_rss_mib", "{:.1f} MiB"),
@@ -118,9 +120,19 @@ def train_one(options: dict) -> None:
     """The default command: measure and train one strategy, print the table, write outputs."""
     setup = make_setup(options)
     strategy = strategy_for(setup, options["strategy"], options)
-    with _progress(setup.steps, f"training {setup.task.name} ({strategy.name})",
+    training = _kept_state(options, setup, strategy)
+    done = training["state"].step if "state" in training else 0
+    with _progress(setup.steps - done, f"training {setup.task.name} ({strategy.name})",
                    options["quiet"]) as bar:
-        row, run, extras = benchmark(setup, strategy, on_step=lambda r: bar.update(1))
+        try:
+            row, run, extras = benchmark(setup, strategy, on_step=lambda r: bar.update(1),
+                                         **training)
+        except NonFiniteError as error:
+            if "on_save" not in training:
+                raise
+            where = options.get("state_dir") or options["resume_dir"]
+            raise NonFiniteError(f"{error}; the state before that step is saved in {where}: "
+                                 f"continue with --resume {where}") from None
     if not options["quiet"]:
         click.echo(_summary_lines(setup))
         click.echo(table([row]))
@@ -131,6 +143,30 @@ def train_one(options: dict) -> None:
         _write(options["save_dir"], io.save_model, run.model, config)
     if options.get("grads_path") is not None:
         _write(options["grads_path"], _save_grads, extras, row)
+
+
+def _kept_state(options: dict, setup: SequenceSetup, strategy) -> dict:
+    """`train_sequence`'s options for `--state-dir`, `--state-every` and `--resume`.
+
+    `--resume DIR` continues from the state in DIR (checked against the options now, before
+    any training) and goes on keeping it there unless `--state-dir` names another directory.
+    """
+    where = options.get("state_dir") or options.get("resume_dir")
+    if options.get("state_every") is not None and where is None:
+        raise ValueError("--state-every needs --state-dir DIR (or --resume DIR)")
+    training = {}
+    if options.get("resume_dir") is not None:
+        state = load_training_state(options["resume_dir"], setup, strategy)
+        if state.step > setup.steps:
+            raise ValueError(f"the run saved in {options['resume_dir']} is at step "
+                             f"{state.step}, past --steps {setup.steps}; ask for at least "
+                             f"{state.step} steps in all")
+        training["state"] = state
+    if where is not None:
+        identity = run_identity(setup, strategy)
+        training["on_save"] = lambda state: _write(where, save_training_state, state, identity)
+        training["save_every"] = options.get("state_every") or DEFAULT_STATE_EVERY
+    return training
 
 
 def compare(names: list[str], options: dict) -> None:
@@ -171,7 +207,8 @@ def _csv(rows: list[dict]) -> str:
     """One run: its per-step history. Several: one line per strategy."""
     out = text_io.StringIO()
     if len(rows) == 1 and "history" in rows[0]:
-        writer = csv.DictWriter(out, ["strategy", "step", "loss", "seconds", "skipped"])
+        writer = csv.DictWriter(out, ["strategy", "step", "loss", "seconds", "skipped",
+                                      "grad_norm"])
         writer.writeheader()
         for record in rows[0]["history"]:
             writer.writerow({"strategy": label(rows[0]), **record})
@@ -199,8 +236,11 @@ def train_iris(options: dict) -> None:
     from bptt.plots import plot_classifier_run
     from tasks import iris
 
-    if options.get("grads_path") is not None or options.get("csv_path") is not None:
-        raise ValueError("--save-grads and --csv are for sequence tasks")
+    for option, key in (("--save-grads", "grads_path"), ("--csv", "csv_path"),
+                        ("--state-dir", "state_dir"), ("--state-every", "state_every"),
+                        ("--resume", "resume_dir")):
+        if options.get(key) is not None:
+            raise ValueError(f"{option} is for sequence tasks, not --task iris")
     data = iris.load_data()
     epochs, seed, lr = options["epochs"], options["seed"], options["lr"] or 0.1
     batch = options["batch"] if options["batch"] != 32 else 16  # iris recipe: batch 16

@@ -150,16 +150,24 @@ class Adam(Optimizer):
         self.lr, self.betas, self.eps = _positive("lr", lr), _betas(betas), _positive("eps", eps)
 
 
+def grad_norm(params: Iterable[Tensor]) -> float:
+    """The global L2 norm of all the parameters' gradients together, computed in float64
+    (parameters without a gradient count as zero). NaN or Inf if a gradient is not finite."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+
+
 def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
     """Scale all gradients together so their global L2 norm is at most `max_norm`.
 
-    Returns the norm before clipping (computed in float64). The direction of the joint gradient
-    is kept, unlike per-element clipping (Pascanu et al., 2013). A non-finite norm is returned
+    Returns the norm before clipping (`grad_norm`). The direction of the joint gradient is
+    kept, unlike per-element clipping (Pascanu et al., 2013). A non-finite norm is returned
     without touching the gradients, so the caller can see and skip the step.
     """
     max_norm = _positive("max_norm", max_norm)
+    params = list(params)
     grads = [p.grad for p in params if p.grad is not None]
-    total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+    total = grad_norm(params)
     if math.isfinite(total) and total > max_norm:
         scale = max_norm / total
         for g in grads:

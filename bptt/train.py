@@ -3,10 +3,16 @@
 `train_step` is the one place where a gradient is taken and applied; `train_sequence` loops it
 over batches of a sequence task. Same seed, same options: bit-identical losses and weights, and
 exact strategies follow `full`'s trajectory bit for bit (they compute the same gradients).
+A run's `TrainingState` (weights, optimiser buffers, the batch generator's state, history) can
+be saved every few steps and continued later (`save_training_state`, `load_training_state`):
+the continued run ends bit for bit where an uninterrupted one would.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -14,14 +20,17 @@ from typing import Callable
 
 import numpy as np
 
+from bptt import io
 from bptt.nn.rnn import RNN
-from bptt.optim import SGD, Adam, Optimizer, clip_grad_norm
+from bptt.optim import SGD, Adam, Optimizer, clip_grad_norm, grad_norm
 from checkpointing.executor import Execution, execute
 from checkpointing.full import Full
 from checkpointing.plan import Plan
+from checkpointing.truncated import Truncated
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
 ON_NONFINITE = ("stop", "skip")
+STATE_FORMAT = "bptt-training-state"
 
 
 class NonFiniteError(FloatingPointError):
@@ -30,12 +39,28 @@ class NonFiniteError(FloatingPointError):
 
 @dataclass(frozen=True)
 class StepRecord:
-    """One training step: its loss (before the update), seconds since training began, and
-    whether it was skipped for a non-finite loss or gradient."""
+    """One training step: its loss (before the update), seconds since training began, whether
+    it was skipped for a non-finite loss or gradient, and the gradient's global L2 norm before
+    clipping (NaN when the sweep stopped at a non-finite loss)."""
     step: int
     loss: float
     seconds: float
     skipped: bool = False
+    grad_norm: float = float("nan")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What `train_step` did.
+
+    execution: the executed plan, None when the sweep itself stopped at a non-finite loss;
+    skipped: the update was not applied (non-finite loss or gradient); grad_norm: the global L2
+    norm of the gradient before clipping (NaN or Inf when not finite); clipped: `clip` scaled it.
+    """
+    execution: Execution | None
+    skipped: bool
+    grad_norm: float
+    clipped: bool = False
 
 
 def make_optimizer(name: str, params, lr: float) -> Optimizer:
@@ -57,16 +82,14 @@ def nonfinite_problem(loss: float, params) -> str | None:
 
 
 def train_step(plan: Plan, chain, params, optimizer: Optimizer, *, step: int = 0,
-               clip: float | None = None,
-               on_nonfinite: str = "stop") -> tuple[Execution | None, bool]:
-    """Take one gradient with `plan` on `chain` and apply it: (the execution, skipped?).
-
-    A skipped step returns no execution when the sweep itself stopped at a non-finite loss.
+               clip: float | None = None, on_nonfinite: str = "stop") -> StepResult:
+    """Take one gradient with `plan` on `chain` and apply it.
 
     A NaN or Inf in the loss or in a gradient stops training with `NonFiniteError` naming the
     step (`on_nonfinite="stop"`) or skips the update with a warning ("skip"); either way the
-    parameters and the optimiser state stay exactly as they were before the step. `clip`: the
-    largest global gradient norm allowed (exploding gradients are scaled down to it).
+    parameters and the optimiser state (buffers and step count) stay exactly as they were
+    before the step. `clip`: the largest global gradient norm allowed; larger (exploding)
+    gradients are scaled down to it, keeping their direction.
     """
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {list(ON_NONFINITE)}, got {on_nonfinite!r}")
@@ -81,27 +104,31 @@ def train_step(plan: Plan, chain, params, optimizer: Optimizer, *, step: int = 0
         message = (f"step {step}: {problem}; the update was not applied, parameters and "
                    f"optimiser state are as before the step")
         if on_nonfinite == "stop":
+            for p in params:
+                p.zero_grad()
             raise NonFiniteError(message + " (lower the learning rate, clip gradients, or "
                                            "skip such steps)")
         warnings.warn(message, RuntimeWarning, stacklevel=2)
+        norm = grad_norm(params) if run is not None else float("nan")
         for p in params:
             p.zero_grad()
-        return run, True
-    if clip is not None:
-        clip_grad_norm(params, clip)
+        return StepResult(run, True, norm)
+    norm = grad_norm(params) if clip is None else clip_grad_norm(params, clip)
     optimizer.step()
-    return run, False
+    return StepResult(run, False, norm, clip is not None and norm > clip)
 
 
 @dataclass
 class SequenceRun:
     """A finished run: the model, per-step history, the plan used and the last execution.
 
-    step_times: seconds of each training step (forward, backward and update), untraced.
-    metric: the task's metric on a held-out batch after training.
+    history: every step of the run, those of an earlier run it continues included;
+    step_times: seconds of each training step (forward, backward and update) run here,
+    untraced; plan: None if no step was run here; metric: the task's metric on a held-out
+    batch after training.
     """
     model: RNN
-    plan: Plan
+    plan: Plan | None
     history: list[StepRecord] = field(default_factory=list)
     step_times: list[float] = field(default_factory=list)
     last: Execution | None = None
@@ -150,33 +177,164 @@ class SequenceSetup:
         return model, *self.task.batch(data_rng, self.batch, dtype=np.dtype(self.dtype))
 
 
+@dataclass
+class TrainingState:
+    """A sequence-training run after `step` completed steps: all that decides the rest of it.
+
+    The weights, the optimiser (buffers, step count, hyperparameters), the generator that draws
+    the training batches, and the history so far. The evaluation batch comes from the seed.
+    """
+    step: int
+    model: RNN
+    optimizer: Optimizer
+    data_rng: np.random.Generator
+    history: list[StepRecord] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, setup: SequenceSetup) -> "TrainingState":
+        """The state before the first step: initial weights, a fresh optimiser and generator."""
+        init_rng, data_rng, _ = setup.generators()
+        model = setup.build_model(init_rng)
+        return cls(0, model, make_optimizer(setup.optimizer, model.parameters(), setup.lr),
+                   data_rng)
+
+
 def train_sequence(setup: SequenceSetup, strategy=None,
-                   on_step: Callable[[StepRecord], None] | None = None) -> SequenceRun:
-    """Train an RNN on `setup.task` with `strategy` (default `Full()`); see `train_step`."""
+                   on_step: Callable[[StepRecord], None] | None = None, *,
+                   state: TrainingState | None = None,
+                   on_save: Callable[[TrainingState], None] | None = None,
+                   save_every: int = 50) -> SequenceRun:
+    """Train an RNN on `setup.task` with `strategy` (default `Full()`) up to `setup.steps` steps.
+
+    `state`: continue from it (see `load_training_state`) instead of from the seed's start.
+    `on_save(state)` is called every `save_every` completed steps, after the last step, and
+    when a non-finite step stops training (with the state before that step, so that it can be
+    continued, e.g. skipping such steps). See `train_step` for the rest.
+    """
     strategy = strategy or Full()
-    init_rng, data_rng, eval_rng = setup.generators()
+    if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
+        raise ValueError(f"save_every must be a whole number of steps >= 1, got {save_every!r}")
+    state = state or TrainingState.start(setup)
+    if state.step > setup.steps:
+        raise ValueError(f"the run is already at step {state.step}, past steps={setup.steps}")
+    eval_rng = setup.generators()[2]
     dtype = np.dtype(setup.dtype)
-    model = setup.build_model(init_rng)
-    optimizer = make_optimizer(setup.optimizer, model.parameters(), setup.lr)
-    params = model.parameters()
-    run = None
-    begin = time.perf_counter()
-    for step in range(setup.steps):
-        inputs, targets = setup.task.batch(data_rng, setup.batch, dtype=dtype)
+    model, params = state.model, state.model.parameters()
+    run = SequenceRun(model, None, state.history)
+    if state.step < setup.steps:
+        # Plans depend on sizes only: profile the initial model (a continued run's weights may
+        # be far from sane) on the first batch.
+        probe, inputs, targets = setup.first_batch()
+        run.plan = strategy.plan(probe.chain(inputs, targets).profile())
+    begin = time.perf_counter() - (state.history[-1].seconds if state.history else 0.0)
+    for step in range(state.step, setup.steps):
+        drawn_from = state.data_rng.bit_generator.state
+        inputs, targets = setup.task.batch(state.data_rng, setup.batch, dtype=dtype)
         chain = model.chain(inputs, targets)
-        if run is None:
-            run = SequenceRun(model, strategy.plan(chain.profile()))
         start = time.perf_counter()
-        execution, skipped = train_step(run.plan, chain, params, optimizer, step=step,
-                                        clip=setup.clip, on_nonfinite=setup.on_nonfinite)
+        try:
+            result = train_step(run.plan, chain, params, state.optimizer, step=step,
+                                clip=setup.clip, on_nonfinite=setup.on_nonfinite)
+        except NonFiniteError:
+            if on_save is not None:  # the state before this step: its batch not drawn yet
+                state.data_rng.bit_generator.state = drawn_from
+                on_save(state)
+            raise
         end = time.perf_counter()
         run.step_times.append(end - start)
-        run.last = execution or run.last
-        record = StepRecord(step, execution.loss if execution else float("nan"), end - begin,
-                            skipped)
-        run.history.append(record)
+        run.last = result.execution or run.last
+        loss = result.execution.loss if result.execution else float("nan")
+        record = StepRecord(step, loss, end - begin, result.skipped, result.grad_norm)
+        state.history.append(record)
+        state.step = step + 1
         if on_step is not None:
             on_step(record)
+        if on_save is not None and (state.step % save_every == 0 or state.step == setup.steps):
+            on_save(state)
     inputs, targets = setup.task.batch(eval_rng, max(setup.batch, 128), dtype=dtype)
     run.metric = float(setup.task.metric(model.predict(inputs), targets))
     return run
+
+
+# --- saving and continuing a run ------------------------------------------------------------------
+
+def run_identity(setup: SequenceSetup, strategy) -> dict:
+    """What a continued run must share with the saved one, as JSON-ready data.
+
+    Everything that decides the trajectory: the task and its options, the model, batch size,
+    optimiser, learning rate, seed, clipping, precision and the strategy. Not the number of
+    steps (that is how far to go) nor what to do on a non-finite step.
+    """
+    task = setup.task
+    options = {f.name: _plain(getattr(task, f.name)) for f in dataclasses.fields(task) if f.init}
+    params = {k: v for k, v in vars(strategy).items() if not k.startswith("_")}
+    return {"task": task.name, "task_options": options, "cell": setup.cell,
+            "hidden": setup.hidden, "batch": setup.batch, "optimizer": setup.optimizer,
+            "lr": setup.lr, "seed": setup.seed, "clip": setup.clip, "dtype": setup.dtype,
+            "strategy": {"name": strategy.name, **params},
+            "exact": not isinstance(strategy, Truncated)}
+
+
+def _plain(value):
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def identity_differences(saved: dict, now: dict) -> list[str]:
+    """The entries of two `run_identity` dicts that differ, as "name: saved X, now Y".
+
+    Two exact strategies count as the same: they follow the same trajectory bit for bit, so a
+    run may be continued with less (or more) memory.
+    """
+    now = json.loads(json.dumps(now))  # as saved: tuples become lists
+    same_strategy = saved.get("exact") is True and now["exact"]
+    return [f"{k}: saved {saved.get(k)!r}, now {now[k]!r}" for k in now
+            if saved.get(k) != now[k] and not (k in ("strategy", "exact") and same_strategy)]
+
+
+def save_training_state(directory, state: TrainingState, identity: dict) -> None:
+    """Save `state` in `directory`, atomically: the weights and optimiser buffers as
+    safetensors, the rest (step, optimiser step count, the generator's state, history, and the
+    run's `identity`) as JSON. See `bptt.io.save_state` for how a crash is survived."""
+    optimizer = state.optimizer.state_dict()
+    arrays = {f"model.{k}": v for k, v in state.model.state_dict().items()}
+    arrays.update({f"optimizer.{k}": v for k, v in optimizer.pop("buffers").items()})
+    info = {"format": STATE_FORMAT, "step": state.step, "run": identity,
+            "model": state.model.config(), "optimizer": optimizer,
+            "data_rng": state.data_rng.bit_generator.state,
+            "history": [dataclasses.asdict(r) for r in state.history]}
+    io.save_state(directory, arrays, info)
+
+
+def load_training_state(directory, setup: SequenceSetup, strategy) -> TrainingState:
+    """The state saved in `directory`, to continue training with `setup` and `strategy`.
+
+    Raises `bptt.io.ModelFileError` (a ValueError) naming the file for a missing, corrupt or
+    foreign state, and naming every option that differs from the saved run's.
+    """
+    arrays, info = io.load_state(directory)
+    where = f"{os.fspath(directory)}/{io.STATE_FILE}"
+    if info.get("format") != STATE_FORMAT:
+        raise io.ModelFileError(f"{where}: not a bptt training state (format "
+                                f"{info.get('format')!r}, expected {STATE_FORMAT!r})")
+    differences = identity_differences(info.get("run") or {}, run_identity(setup, strategy))
+    if differences:
+        raise io.ModelFileError(f"cannot continue the run saved in {os.fspath(directory)} "
+                                f"with other options: " + "; ".join(differences))
+    state = TrainingState.start(setup)
+    try:
+        state.model.load_state_dict({k[len("model."):]: v for k, v in arrays.items()
+                                     if k.startswith("model.")})
+        state.optimizer.load_state_dict({
+            **info["optimizer"], "buffers": {k[len("optimizer."):]: v for k, v in arrays.items()
+                                             if k.startswith("optimizer.")}})
+        state.data_rng.bit_generator.state = info["data_rng"]
+        state.history = [StepRecord(**r) for r in info["history"]]
+        state.step = info["step"]
+    except (KeyError, TypeError, ValueError) as error:
+        text = f"missing {error}" if isinstance(error, KeyError) else str(error)
+        raise io.ModelFileError(f"{where}: does not match its arrays or this run "
+                                f"({text})") from None
+    if not isinstance(state.step, int) or state.step != len(state.history):
+        raise io.ModelFileError(f"{where}: step {state.step!r} does not match the "
+                                f"{len(state.history)} steps of its history")
+    return state

@@ -24,7 +24,8 @@ class Periodic:
     name = "checkpoint"
 
     def __post_init__(self):
-        if self.segment is not None and (not isinstance(self.segment, int) or self.segment < 1):
+        if self.segment is not None and (isinstance(self.segment, bool)
+                                         or not isinstance(self.segment, int) or self.segment < 1):
             raise ValueError(f"segment must be a whole number >= 1, got {self.segment!r}")
 
     def segment_length(self, length: int) -> int:

@@ -27,9 +27,9 @@ class Truncated:
 
     def __post_init__(self):
         k2 = self.k1 if self.k2 is None else self.k2
-        if not isinstance(self.k1, int) or self.k1 < 1:
+        if isinstance(self.k1, bool) or not isinstance(self.k1, int) or self.k1 < 1:
             raise ValueError(f"k1 must be a whole number >= 1, got {self.k1!r}")
-        if not isinstance(k2, int) or k2 < self.k1:
+        if isinstance(k2, bool) or not isinstance(k2, int) or k2 < self.k1:
             raise ValueError(f"k2 must be a whole number >= k1 = {self.k1} (each window "
                              f"backpropagates the losses of its k1 steps), got {k2!r}")
         object.__setattr__(self, "k2", k2)

@@ -58,7 +58,7 @@ def test_csv_plot_save_and_grads(tmp_path):
                  "--save", str(tmp_path / "model"), "--save-grads", str(paths["safetensors"]))
     assert result.exit_code == 0, result.output
     lines = paths["csv"].read_text().splitlines()
-    assert lines[0] == "strategy,step,loss,seconds,skipped" and len(lines) == 5
+    assert lines[0] == "strategy,step,loss,seconds,skipped,grad_norm" and len(lines) == 5
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
     model = io.load_model(tmp_path / "model")
     grads = load_file(str(paths["safetensors"]))
