@@ -1,7 +1,10 @@
-"""Figures for the CLI: training curves and a classifier's decision regions, saved as PNG.
+"""Figures for the CLI and scripts/, from plain data (rows, dicts, plans), saved as PNG.
 
-matplotlib is imported inside the function (pyplot alone costs ~0.3 s) and only its object API
-is used (`Figure` renders through Agg), so no global backend is chosen or changed.
+Training curves and a classifier's decision regions (`bptt-bench --plot`), peak memory against
+T with fitted slopes, time against memory with its Pareto front, plan diagrams, and heatmaps
+of hidden states and their gradients. matplotlib is imported inside each function (pyplot alone
+costs ~0.3 s) and only its object API is used (`Figure` renders through Agg), so no global
+backend is chosen or changed; every file is written atomically through `save_png`.
 """
 from __future__ import annotations
 
@@ -62,70 +65,376 @@ def save_png(fig, path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def plot_training_curves(path, rows: Sequence[dict]) -> None:
+# Curves that coincide with an earlier one get these styles in turn, each thinner and broken,
+# so a curve lying exactly on another still shows (dashes, dots and markers over a pale band).
+SAME_STYLES = (
+    dict(linestyle="--", linewidth=2.0),
+    dict(linestyle=":", linewidth=2.4, marker="o"),
+    dict(linestyle="-.", linewidth=1.4, marker="x"),
+    dict(linestyle=(0, (1, 3)), linewidth=1.6, marker="^"),
+    dict(linestyle="--", linewidth=1.0, marker="s"),
+)
+FIRST_STYLE = dict(linestyle="-", linewidth=5.0, alpha=0.35)  # the pale band: the first curve
+OWN_STYLE = dict(linestyle="-", linewidth=1.8)                 # a curve unlike any before it
+
+
+def _identical_to(rows: Sequence[dict], values: Sequence[list]) -> list[str | None]:
+    """For each row, the label of the first earlier row with exactly the same values, or None."""
+    from bptt.bench import label
+
+    found = []
+    for k, v in enumerate(values):
+        found.append(next((label(rows[j]) for j in range(k) if values[j] == v), None))
+    return found
+
+
+def plot_training_curves(path, rows: Sequence[dict], title: str = "",
+                         notes: Sequence[str] | None = None) -> None:
     """Loss against step and against wall-clock time, one line per strategy (PNG).
 
     `rows`: `bptt.bench.benchmark` rows, each with `strategy`, `params` and a `history` of
-    {step, loss, seconds}. Exact strategies lie on top of each other in the left panel; the
-    right panel shows what their recomputation costs in time.
+    {step, loss, seconds}; `metric_name` and `metric` go into the legend when present, and so
+    does `notes[k]` (one more line of text per row). A row whose losses equal an earlier row's
+    bit for bit is labelled so ("= full") and drawn in a thinner, broken style over it: exact
+    strategies visibly lie on top of `full`, a truncated one visibly leaves it. The right panel
+    shows what their recomputation costs in time.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     from bptt.bench import label
 
-    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    fig = Figure(figsize=(12, 4.6), layout="constrained")
     by_step, by_time = fig.subplots(1, 2, sharey=True)
-    styles = ["-", "--", "-.", ":"]
-    for k, row in enumerate(rows):
+    losses = [[h["loss"] for h in row["history"]] for row in rows]
+    same = _identical_to(rows, losses)
+    for k, (row, loss) in enumerate(zip(rows, losses)):
         steps = [h["step"] for h in row["history"]]
-        losses = [h["loss"] for h in row["history"]]
-        name = label(row)
-        by_step.plot(steps, losses, styles[k % 4], label=name, linewidth=1.2)
-        by_time.plot([h["seconds"] for h in row["history"]], losses, styles[k % 4], label=name,
-                     linewidth=1.2)
+        seconds = [h["seconds"] for h in row["history"]]
+        name = label(row) + (f"  (= {same[k]}, bit for bit)" if same[k] else "")
+        if row.get("metric") is not None:
+            name += f"\n{row.get('metric_name', 'metric')} {row['metric']:.3f}"
+        if notes is not None and notes[k]:
+            name += f", {notes[k]}"
+        every = max(1, len(steps) // 12)
+        if same[k]:
+            style = SAME_STYLES[sum(map(bool, same[:k])) % len(SAME_STYLES)]
+        else:
+            style = FIRST_STYLE if k == 0 else OWN_STYLE
+        style = dict(style, markersize=5, markevery=(k * every // len(rows), every),
+                     color=f"C{k}")
+        by_step.plot(steps, loss, label=name, **style)
+        by_time.plot(seconds, loss, **style)
     first = rows[0]
-    by_step.set(xlabel="training step", ylabel="loss", yscale="log",
-                title=f"{first['task']}, T={first['seq_len']}, {first['cell']}")
-    by_time.set(xlabel="wall-clock time (s)", title="the same runs against time")
+    by_step.set(xlabel="training step", ylabel="loss (before the step's update)", yscale="log",
+                title=title or f"{first['task']}, T={first['seq_len']}, {first['cell']} "
+                               f"(hidden {first.get('hidden', '?')})")
+    by_time.set(xlabel="wall-clock time since training began (s)",
+                title="the same runs against time")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    by_step.yaxis.set_major_formatter(plain)
+    by_step.yaxis.set_minor_formatter(plain)
+    by_step.grid(True, which="both", alpha=0.3)
+    by_time.grid(True, which="both", alpha=0.3)
     by_step.legend(fontsize="small")
     save_png(fig, path)
 
 
-def plot_plan(path, plan, title: str = "") -> None:
-    """Draw a plan as in the Revolve papers: step index across, the plan's progress downward.
+def fitted_slope(lengths: Sequence[float], values: Sequence[float]) -> float:
+    """The least-squares slope of log(values) against log(lengths): the exponent p in
+    values ~ lengths**p (1 for memory linear in T, 0.5 for sqrt(T), 0 for constant)."""
+    x, y = np.log(np.asarray(lengths, float)), np.log(np.asarray(values, float))
+    if len(x) < 2 or np.ptp(x) == 0:
+        raise ValueError(f"a slope needs at least two distinct lengths, got {list(lengths)}")
+    return float(np.polyfit(x, y, 1)[0])
 
-    Advances are thin lines, recorded steps dots, reversed steps crosses, kept states squares.
+
+def _format_bytes(n, _position=None) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.3g} B"
+
+
+def _bytes_axis(axis) -> None:
+    """Log-scale ticks at powers of 4 bytes (1 KiB, 4 KiB, ... 1 MiB), labelled with units."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=4))
+    axis.set_major_formatter(FuncFormatter(_format_bytes))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _group(rows: Sequence[dict], key: str) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(row)
+    return groups
+
+
+def plot_memory_scaling(path, rows: Sequence[dict], title: str = "") -> dict[str, float]:
+    """Peak cache bytes against sequence length on log-log axes, one line per strategy (PNG).
+
+    `rows`: one per (strategy, T), with `label`, `seq_len` and `peak_cache_bytes`. Each line's
+    slope (`fitted_slope`) is shown in the legend and returned, {label: slope}: about 1 for
+    `full`, 0.5 for `checkpoint`, 0 for a fixed number of slots or a fixed budget.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
-    from checkpointing.plan import Advance, Record, Reverse, Snapshot
+    fig = Figure(figsize=(7.5, 5.2), layout="constrained")
+    ax = fig.subplots()
+    slopes = {}
+    for k, (name, group) in enumerate(_group(rows, "label").items()):
+        group = sorted(group, key=lambda r: r["seq_len"])
+        lengths = [r["seq_len"] for r in group]
+        peaks = [r["peak_cache_bytes"] for r in group]
+        slopes[name] = fitted_slope(lengths, peaks)
+        ax.plot(lengths, peaks, marker="osD^vx"[k % 6], color=f"C{k}",
+                linestyle=("-", "--", "-.", ":")[k % 4],
+                label=f"{name}: slope {slopes[name]:.2f}")
+    ax.set(xscale="log", yscale="log", xlabel="sequence length T (steps)",
+           ylabel="peak cache (bytes held by states and tapes)",
+           title=title or "peak memory of one training step against T")
+    _bytes_axis(ax.yaxis)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small", title="strategy: fitted log-log slope")
+    save_png(fig, path)
+    return slopes
 
-    lines, marks = [], {"record": ([], []), "reverse": ([], []), "snapshot": ([], [])}
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats in both coordinates (lower is better in
+    each), ordered by the first coordinate: the memory/time trade-offs worth choosing."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
+    front, best = [], float("inf")
+    for i in order:
+        if points[i][1] < best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_pareto(path, rows: Sequence[dict], title: str = "") -> list[int]:
+    """Time against memory across strategies and their parameters, the Pareto front drawn (PNG).
+
+    `rows`: one per (strategy, parameter) with `strategy`, `peak_cache_bytes`, `step_time_s`,
+    `forward_steps`, `seq_len` and optionally `tag` (a short text drawn beside the point, e.g.
+    "s=8"). Left: median step time, measured; right: step forwards per step of the chain,
+    counted, so the time panel's noise can be told from the trade-off itself. Returns the
+    indices of the rows on the time front (`pareto_front`).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    fig = Figure(figsize=(13, 5.2), layout="constrained")
+    by_time, by_forwards = fig.subplots(1, 2, sharex=True)
+    memory = [r["peak_cache_bytes"] for r in rows]
+    fronts = []
+    for ax, values in ((by_time, [r["step_time_s"] for r in rows]),
+                       (by_forwards, [r["forward_steps"] / r["seq_len"] for r in rows])):
+        for k, name in enumerate(_group(rows, "strategy")):
+            chosen = [i for i, r in enumerate(rows) if r["strategy"] == name]
+            ax.scatter([memory[i] for i in chosen], [values[i] for i in chosen], s=40,
+                       marker="osD^v"[k % 5], color=f"C{k}", label=name, zorder=3)
+            above = (k // 2) % 2 == 0  # the third and fourth strategies' tags go below
+            for i in (i for i in chosen if rows[i].get("tag")):
+                ax.annotate(rows[i]["tag"], (memory[i], values[i]), textcoords="offset points",
+                            xytext=(4, 4 if above else -11), fontsize=7, color=f"C{k}")
+        front = pareto_front(list(zip(memory, values)))
+        fronts.append(front)
+        xs, ys = [memory[i] for i in front], [values[i] for i in front]
+        ax.step(xs, ys, where="post", color="black", linewidth=1.2, alpha=0.7, zorder=2,
+                label="Pareto front")
+        ax.scatter(xs, ys, s=130, facecolors="none", edgecolors="black", linewidths=1.2,
+                   zorder=4)
+        ax.set(xscale="log", xlabel="peak cache (bytes held by states and tapes)")
+        _bytes_axis(ax.xaxis)
+        ax.grid(True, which="both", alpha=0.3)
+    by_forwards.set_yscale("log")
+    by_forwards.yaxis.set_major_locator(FixedLocator([1, 1.5, 2, 3, 4, 6, 8, 10, 15, 20, 30,
+                                                      50, 100]))
+    by_forwards.yaxis.set_major_formatter(ScalarFormatter())
+    by_forwards.yaxis.set_minor_formatter(NullFormatter())
+    full = [r["step_time_s"] for r in rows if r["strategy"] == "full"]
+    if full:  # a second scale: times as multiples of full's
+        by_time.secondary_yaxis("right", functions=(lambda t: t / full[0],
+                                                    lambda x: x * full[0])).set_ylabel(
+            "x full's time")
+    by_time.set(ylabel="median time of one training step's gradient (s)",
+                title="time against memory (measured)")
+    by_forwards.set(ylabel="step forwards per chain step (1 = no recomputation)",
+                    title="recomputation against memory (counted)")
+    by_time.legend(fontsize="small")
+    fig.suptitle(title or f"every exact strategy, T={rows[0]['seq_len']}: circled points "
+                          f"form the Pareto front")
+    save_png(fig, path)
+    return fronts[0]
+
+
+def _draw_plan(ax, plan, profile=None, title: str = "") -> int:
+    """Draw `plan` on `ax`: step across, time (one unit per step forward or reverse) downward.
+    Returns the plan's length in time units."""
+    from matplotlib.collections import LineCollection
+
+    from checkpointing.plan import (Advance, Cut, Drop, Record, Restore, Reverse, Snapshot,
+                                    simulate)
+
+    segments = {"advance": [], "record": [], "reverse": []}
+    marks = {"snapshot": [], "restore": [], "cut": []}
+    kept, lifetimes = {}, []
     time = 0
     for action in plan:
         if isinstance(action, Advance):
-            lines.append(((action.start, action.stop), (time, time + action.stop - action.start)))
-            time += action.stop - action.start
+            n = action.stop - action.start
+            segments["advance"].append([(action.start, time), (action.stop, time + n)])
+            time += n
         elif isinstance(action, Record):
-            marks["record"][0].append(action.index + 0.5)
-            marks["record"][1].append(time)
+            segments["record"].append([(action.index, time), (action.index + 1, time + 1)])
             time += 1
         elif isinstance(action, Reverse):
-            marks["reverse"][0].append(action.index + 0.5)
-            marks["reverse"][1].append(time)
+            segments["reverse"].append([(action.index + 1, time), (action.index, time + 1)])
             time += 1
         elif isinstance(action, Snapshot):
-            marks["snapshot"][0].append(action.index)
-            marks["snapshot"][1].append(time)
-    fig = Figure(figsize=(7, 6), layout="constrained")
+            marks["snapshot"].append((action.index, time))
+            kept[action.index] = time
+        elif isinstance(action, Drop):
+            lifetimes.append([(action.index, kept.pop(action.index)), (action.index, time)])
+        elif isinstance(action, Restore):
+            marks["restore"].append((action.index, time))
+        elif isinstance(action, Cut):
+            marks["cut"].append((action.index, time))
+    segments["kept"] = lifetimes + [[(i, start), (i, time)] for i, start in kept.items()]
+    for kind, colour, width, text in (
+            ("kept", "tab:green", 4.0, "state kept in a slot"),
+            ("advance", "tab:gray", 1.0, "advance (forward, nothing kept)"),
+            ("record", "tab:blue", 2.2, "record (forward, tape kept)"),
+            ("reverse", "tab:red", 2.2, "reverse (backward through a tape)")):
+        if segments[kind]:
+            ax.add_collection(LineCollection(segments[kind], colors=colour, linewidths=width,
+                                             alpha=0.25 if kind == "kept" else 1.0, label=text))
+    size = 30 * min(1.0, 40 / plan.length) + 4  # long plans: smaller marks, less overlap
+    for kind, marker, face, edge, text in (
+            ("snapshot", "s", "tab:green", "tab:green", "snapshot"),
+            ("restore", "o", "none", "tab:green", "restore"),
+            ("cut", "X", "black", "black", "cut (gradient dropped)")):
+        if marks[kind]:
+            xs, ys = zip(*marks[kind])
+            ax.scatter(xs, ys, marker=marker, s=size, facecolors=face, edgecolors=edge,
+                       linewidths=1.2 if size > 15 else 0.8, zorder=3, label=text)
+    stats = simulate(plan, profile=profile)
+    ax.set_xlim(-0.5, plan.length + 0.5)
+    ax.set_ylim(max(time, 1) + 0.5, -0.5)  # time runs downward
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    counts = ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in (
+        (stats.forward_steps, "forward"), (stats.peak_states, "slot"), (stats.peak_tapes, "tape")))
+    if profile is not None:
+        counts += f"\npeak {_format_bytes(stats.peak_bytes)}"
+    ax.set_title(f"{title or plan.strategy}\n{counts}", fontsize="medium")
+    ax.set_xlabel("step (state index)")
+    ax.grid(True, alpha=0.2)
+    return time
+
+
+def plot_plan(path, plan, title: str = "", profile=None) -> None:
+    """Draw one plan as in the Revolve papers (Griewank & Walther 2000): step index across,
+    time downward, so recomputation shows as repeated forward sweeps (PNG).
+
+    Advances are grey lines, recorded steps blue, reversed steps red (running back), kept states
+    green bars from snapshot to drop, restores circles, truncation cuts black ticks. `profile`
+    (a `ChainProfile`) adds the plan's peak bytes to the title.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 6.5), layout="constrained")
     ax = fig.subplots()
-    for xs, ys in lines:
-        ax.plot(xs, ys, color="tab:gray", linewidth=0.8)
-    ax.scatter(*marks["record"], s=6, color="tab:blue", label="record (forward with tape)")
-    ax.scatter(*marks["reverse"], s=10, marker="x", color="tab:red", label="reverse")
-    ax.scatter(*marks["snapshot"], s=14, marker="s", color="tab:green", label="snapshot")
-    ax.invert_yaxis()
-    ax.set(xlabel="step", ylabel="time (step executions)", title=title or plan.strategy)
-    ax.legend(fontsize="small", loc="lower left")
+    _draw_plan(ax, plan, profile, title)
+    ax.set_ylabel("time (step executions: forwards and reverses)")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3,
+               fontsize="small")
     save_png(fig, path)
 
+
+def plot_plans(path, plans: Sequence[tuple[str, object]], profile=None, title: str = "") -> None:
+    """Several plans for the same chain side by side, on one time scale (PNG); see `plot_plan`.
+
+    `plans`: (panel title, `Plan`) pairs. A longer panel means more recomputation.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.3 * len(plans), 7), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(plans), sharey=True))
+    times = [_draw_plan(ax, plan, profile, name) for ax, (name, plan) in zip(axes, plans)]
+    axes[0].set_ylim(max(times) + 0.5, -0.5)  # the axes share it: the longest plan sets it
+    axes[0].set_ylabel("time (step executions: forwards and reverses)")
+    handles = {}
+    for ax in axes:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(text, handle)
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=4,
+               fontsize="small")
+    if title:
+        fig.suptitle(title)
+    save_png(fig, path)
+
+
+def plot_state_gradients(path, states: np.ndarray, grads: np.ndarray, loss_step: int,
+                         marks: Sequence[tuple[str, int]] = (),
+                         decay: dict[str, tuple[Sequence[int], Sequence[float]]] | None = None,
+                         lag_range: tuple[int, int] | None = None, title: str = "") -> None:
+    """Heatmaps of a recurrent network's hidden states and of a loss's gradient over time (PNG).
+
+    `states`: (T, H) hidden states, column t the state after step t; `grads`: (T, H), the
+    gradient of the loss at step `loss_step` with respect to each state (zero after it), drawn
+    as log10 of its magnitude, so vanishing gradients show as colour fading towards the past.
+    `marks`: (text, step) pairs drawn as vertical lines (the step the loss depends on, say).
+    `decay`: {name: (lags, ratios)}, the gradient norm `lags` steps before a loss step over
+    its norm at that step, for a third panel on a log scale; `lag_range` (shortest, longest)
+    shades the lags the task's dependencies span there.
+    """
+    from matplotlib.figure import Figure
+
+    panels = 3 if decay else 2
+    fig = Figure(figsize=(12, 3.2 * panels + 0.4), layout="constrained")
+    axes = fig.subplots(panels, 1)
+    T, H = states.shape
+    extent = (-0.5, T - 0.5, H - 0.5, -0.5)
+    image = axes[0].imshow(states.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1,
+                           interpolation="nearest", extent=extent)
+    fig.colorbar(image, ax=axes[0], label="h (tanh units)")
+    axes[0].set(ylabel="hidden unit", title="hidden state h_t (units x time)")
+    magnitude = np.abs(np.asarray(grads, float)).T
+    with np.errstate(divide="ignore"):
+        logs = np.where(magnitude > 0, np.log10(magnitude), np.nan)
+    finite = logs[np.isfinite(logs)]
+    low, high = (np.percentile(finite, 1), finite.max()) if finite.size else (-10, 0)
+    image = axes[1].imshow(logs, aspect="auto", cmap="magma", vmin=low, vmax=high,
+                           interpolation="nearest", extent=extent)
+    fig.colorbar(image, ax=axes[1], label="log10 |dL_c/dh_t|")
+    axes[1].set(ylabel="hidden unit", xlabel="time step t",
+                title=f"log10 |dL_c/dh_t|: gradient of the loss at step c={loss_step} "
+                      f"(white: zero, after c)")
+    for ax in axes[:2]:
+        ax.axvline(loss_step, color="black", linewidth=1.5, linestyle="--",
+                   label=f"loss step c={loss_step}")
+        for k, (text, step) in enumerate(marks):
+            ax.axvline(step, color=f"C{k + 2}", linewidth=2, label=text)
+    axes[1].legend(fontsize="small", loc="upper right")
+    if decay:
+        ax = axes[2]
+        if lag_range is not None:
+            ax.axvspan(*lag_range, color="tab:gray", alpha=0.15,
+                       label=f"lags of the long-range steps ({lag_range[0]}-{lag_range[1]})")
+        for k, (name, (lags, ratios)) in enumerate(decay.items()):
+            ax.plot(lags, ratios, marker="o", markersize=3, label=name, color=f"C{k}")
+        ax.set(yscale="log", xlabel="lag c - t (steps back from the loss step)",
+               ylabel="|dL_c/dh_t| / |dL_c/dh_c|",
+               title="how fast the gradient vanishes with the lag (geometric mean over "
+                     "loss steps)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    save_png(fig, path)
