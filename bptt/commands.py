@@ -13,6 +13,7 @@ import click
 import numpy as np
 
 from bptt import io
+from bptt.memory import format_bytes
 from bptt.bench import benchmark, first_batch_gradients, label
 from bptt.train import (NonFiniteError, SequenceSetup, load_training_state, run_identity,
                         save_training_state)
@@ -68,15 +69,6 @@ def make_strategy(name: str, options: dict, profile: ChainProfile):
 def strategy_for(setup: SequenceSetup, name: str, options: dict):
     model, inputs, targets = setup.first_batch()
     return make_strategy(name, options, model.chain(inputs, targets).profile())
-
-
-def format_bytes(n) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n} B"
 
 
 def table(rows: list[dict]) -> str:
@@ -309,5 +301,5 @@ def show_plan(options: dict) -> None:
             _write(options["json_path"], io.atomic_write_json, counts)
         click.echo("\n".join(f"{k:>16}: {v}" for k, v in counts.items()))
     if options["plot_path"] is not None:
-        from bptt.plots import plot_plan
+        from bptt.plan_plots import plot_plan
         _write(options["plot_path"], plot_plan, plan, label(counts))

@@ -66,3 +66,13 @@ def parse_bytes(text: str | int) -> int:
     if not math.isfinite(size) or size < 1:
         raise ValueError(f"a size must be a finite number of bytes >= 1, got {text!r}")
     return int(size)
+
+
+def format_bytes(n: float | None, digits: int = 2) -> str:
+    """`n` bytes in the largest binary unit it reaches ("1.97 MiB"); "-" for None."""
+    if n is None:
+        return "-"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.{digits}f} {unit}"
+    return f"{n:.0f} B"

@@ -7,7 +7,6 @@ the plan says, and counting the bytes they keep alive: the exact peak cache of t
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -106,34 +105,16 @@ def execute_online(policy, chain, profile: ChainProfile | None = None) -> Execut
 def execute(plan: Plan, chain, profile: ChainProfile | None = None) -> Execution:
     """Run `plan` on `chain`: one forward and backward pass, parameter gradients accumulated.
 
-    Raises `PlanError` (before running any step) if the plan is invalid for this chain. A plan
-    is plain data: once checked without a `profile`, it is not replayed again while it lives.
+    Raises `PlanError` (before running any step) if the plan is invalid for this chain. Without
+    a `profile` the check is `plan.check()`, made once per plan (plans do not change).
     """
     if plan.length != chain.length:
         raise ValueError(f"the plan is for {plan.length} steps but the chain has {chain.length}")
-    stats = _checked(plan, profile)
+    stats = plan.check() if profile is None else simulate(plan, profile=profile)
     try:
         return _Run(chain).run(plan, stats)
     finally:
         _finish(chain)
-
-
-# simulate's counts of plans already checked, by plan identity: a training loop runs one plan
-# at every step, and replaying it each time costs as much as a few steps of a long chain.
-_CHECKED: dict[int, tuple[weakref.ref, PlanStats]] = {}
-
-
-def _checked(plan: Plan, profile: ChainProfile | None) -> PlanStats:
-    """`simulate(plan, profile=profile)`, remembered while the plan lives (profile None only)."""
-    if profile is not None:
-        return simulate(plan, profile=profile)
-    key = id(plan)
-    entry = _CHECKED.get(key)
-    if entry is not None and entry[0]() is plan:
-        return entry[1]
-    stats = simulate(plan)
-    _CHECKED[key] = (weakref.ref(plan, lambda _, key=key: _CHECKED.pop(key, None)), stats)
-    return stats
 
 
 def _finish(chain) -> None:

@@ -19,7 +19,7 @@ action at fault, and counts forwards, slots, tapes and bytes. Every strategy is 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 
@@ -141,16 +141,29 @@ class ChainProfile:
 class Plan:
     """A strategy's schedule for one chain: a re-iterable stream of actions.
 
-    `actions` is either a sequence or a zero-argument callable returning a fresh iterator, so a
-    plan for 100,000 steps need not exist in memory all at once.
+    `actions` is either a sequence (kept as a tuple: a plan does not change once made) or a
+    zero-argument callable returning a fresh iterator of the same actions each time, so a plan
+    for 100,000 steps need not exist in memory all at once.
     """
     length: int
     strategy: str
     actions: Sequence[Action] | Callable[[], Iterator[Action]]
     exact: bool = True
+    _stats: "PlanStats | None" = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if not callable(self.actions):
+            object.__setattr__(self, "actions", tuple(self.actions))
 
     def __iter__(self) -> Iterator[Action]:
         return iter(self.actions()) if callable(self.actions) else iter(self.actions)
+
+    def check(self) -> "PlanStats":
+        """`simulate(self)` with unit sizes, replayed once and remembered: a training loop runs
+        the same plan at every step, and a replay costs as much as a few steps of a long chain."""
+        if self._stats is None:
+            object.__setattr__(self, "_stats", simulate(self))
+        return self._stats
 
     def describe(self) -> str:
         """The plan one action per line, for reading and for docs."""

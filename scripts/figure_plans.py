@@ -16,7 +16,7 @@ import numpy as np
 
 from bptt.io import atomic_write_json
 from bptt.nn import RNN
-from bptt.plots import plot_plans
+from bptt.plan_plots import plot_plans
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, simulate
 from checkpointing.plan import ChainProfile
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from bptt import functions as F
 from bptt.cell_functions import GRUCore, GRUStep, LSTMCore, LSTMStep, RNNCore, RNNStep
 from bptt.nn.linear import _check_dtype, _check_size
 from bptt.nn.module import Module, Parameter

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from bptt import plots
+from bptt import plan_plots, plots
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated
 from checkpointing.plan import ChainProfile
 
@@ -98,8 +98,8 @@ def test_plan_diagrams_draw_every_kind_of_action(tmp_path):
     profile = ChainProfile.uniform(12, 100, 300)
     plans = [(s.name, s.plan(profile)) for s in (Full(), Periodic(), Revolve(3),
                                                  Adaptive(1500), Truncated(3, 5))]
-    plots.plot_plans(tmp_path / "plans.png", plans, profile, title="twelve steps")
-    plots.plot_plan(tmp_path / "plan.png", Revolve(2).plan(ChainProfile.uniform(7)))
+    plan_plots.plot_plans(tmp_path / "plans.png", plans, profile, title="twelve steps")
+    plan_plots.plot_plan(tmp_path / "plan.png", Revolve(2).plan(ChainProfile.uniform(7)))
     assert is_png(tmp_path / "plans.png") and is_png(tmp_path / "plan.png")
 
 

@@ -3,9 +3,9 @@ refuses invalid plans before any step runs, and always tells the chain the plan 
 import numpy as np
 import pytest
 
-import checkpointing.executor as executor
 from bptt.nn.rnn import RNN
 from checkpointing import Full, Plan, PlanError, Record, Reverse, execute
+from checkpointing.plan import Replay
 
 
 def problem(T=6):
@@ -18,13 +18,21 @@ def test_a_plan_run_again_is_not_replayed_again(monkeypatch):
     model, inputs, targets = problem()
     plan = Full().plan(model.chain(inputs, targets).profile())
     calls = []
-    real = executor.simulate
-    monkeypatch.setattr(executor, "simulate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = Replay.run
+    monkeypatch.setattr(Replay, "run", lambda *a, **k: calls.append(1) or real(*a, **k))
     first = execute(plan, model.chain(inputs, targets))
     second = execute(plan, model.chain(inputs, targets))
     assert len(calls) == 1 and first.stats == second.stats
     execute(Full().plan(model.chain(inputs, targets).profile()), model.chain(inputs, targets))
     assert len(calls) == 2  # another plan is checked
+
+
+def test_a_plan_cannot_be_changed_after_it_was_checked():
+    actions = [Record(0), Record(1), Reverse(1), Reverse(0)]
+    plan = Plan(2, "hand", actions)
+    plan.check()
+    actions.pop()  # the caller's list, not the plan's
+    assert len(list(plan)) == 4 and isinstance(plan.actions, tuple)
 
 
 def test_an_invalid_plan_is_still_refused_before_any_step_runs():

@@ -1,7 +1,6 @@
 """`bptt-bench` on sequence tasks: the table, the outputs, compare, plan and every bad input."""
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from safetensors.numpy import load_file
