@@ -96,6 +96,12 @@ def _stack(*decorators):
     return apply
 
 
+def _output_file(flag: str, dest: str, help: str):
+    """An option naming a file to write, checked to be writable before any work starts."""
+    return click.option(flag, dest, type=click.Path(path_type=Path), callback=_writable_file,
+                        help=help)
+
+
 strategy_options = _stack(
     click.option("--k1", type=click.IntRange(min=1), help="truncated: steps between windows."),
     click.option("--k2", type=click.IntRange(min=1),
@@ -140,12 +146,9 @@ model_options = _stack(
               show_default=True, help="How memory is traded against recomputation.")
 @strategy_options
 @model_options
-@click.option("--json", "json_path", type=click.Path(path_type=Path), callback=_writable_file,
-              help="Write the figures and history to this JSON file.")
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), callback=_writable_file,
-              help="Write the per-step history to this CSV file.")
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), callback=_writable_file,
-              help="Write a PNG of the training curves.")
+@_output_file("--json", "json_path", "Write the figures and history to this JSON file.")
+@_output_file("--csv", "csv_path", "Write the per-step history to this CSV file.")
+@_output_file("--plot", "plot_path", "Write a PNG of the training curves.")
 @click.option("--save", "save_dir", type=click.Path(path_type=Path), callback=_writable_dir,
               help="Save the trained weights (model.safetensors + config.json) here.")
 @click.option("--save-grads", "grads_path", type=click.Path(path_type=Path),
@@ -180,12 +183,10 @@ def main(ctx: click.Context, **options) -> None:
               show_default=True, help="Comma-separated strategy names.")
 @strategy_options
 @model_options
-@click.option("--json", "json_path", type=click.Path(path_type=Path), callback=_writable_file,
-              help="Write all rows (with histories) to this JSON file.")
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), callback=_writable_file,
-              help="Write the table to this CSV file.")
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), callback=_writable_file,
-              help="Write the comparison plots (loss against step and time, memory) as PNG.")
+@_output_file("--json", "json_path", "Write all rows (with histories) to this JSON file.")
+@_output_file("--csv", "csv_path", "Write the table to this CSV file.")
+@_output_file("--plot", "plot_path",
+              "Write the comparison plots (loss against step and time) as PNG.")
 def compare(**options) -> None:
     """Run several strategies side by side on the same seed and batches."""
     names = [n.strip() for n in options["strategies"].split(",") if n.strip()]
@@ -209,10 +210,9 @@ def compare(**options) -> None:
 @click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--input-size", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), callback=_writable_file,
-              help="Write the counts as JSON to this file ('-' for standard output).")
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), callback=_writable_file,
-              help="Draw the plan (step against time) as PNG.")
+@_output_file("--json", "json_path",
+              "Write the counts as JSON to this file ('-' for standard output).")
+@_output_file("--plot", "plot_path", "Draw the plan (step against time) as PNG.")
 def plan(**options) -> None:
     """Plan one training step for a chain and print its counts, without training."""
     from bptt import commands
