@@ -116,7 +116,7 @@ class TapedChain(Chain):
         return Tape(inputs, tuple(outputs), loss, self.recorded_extras(i))
 
     def recorded_extras(self, i: int) -> tuple[Tensor, ...]:
-        """Leaves created by the last `step(i)` whose gradients the chain collects (default none)."""
+        """Leaves made by the last `step(i)` whose gradients the chain collects (default none)."""
         return ()
 
     def reverse(self, i: int, tape: Tape, grad: State | None, with_loss: bool = True,

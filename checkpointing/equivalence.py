@@ -47,8 +47,9 @@ def assert_same_gradients(make_chain: Callable[[], object], parameters: Sequence
                                      f"(max abs difference {diff:.3g})")
         for k, (a, b) in enumerate(zip(run.initial_grad, ref_run.initial_grad)):
             if not np.array_equal(a, b):
+                diff = np.max(np.abs(a - b))
                 raise AssertionError(f"{strategy}: gradient of initial state part {k} differs "
-                                     f"from full's (max abs difference {np.max(np.abs(a - b)):.3g})")
+                                     f"from full's (max abs difference {diff:.3g})")
         if run.loss != ref_run.loss:
             raise AssertionError(f"{strategy}: loss {run.loss!r} differs from full's "
                                  f"{ref_run.loss!r}")

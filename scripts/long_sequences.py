@@ -9,7 +9,7 @@ update) with the batch already in memory, and the median step time (untraced). M
 step of T, i.e. the growth of the traced peak with T, is compared with the bytes the inputs
 themselves take per step.
 
-    python scripts/long_sequences.py                  # a minute or two; writes results/long_sequences.json
+    python scripts/long_sequences.py      # a minute or two; writes results/long_sequences.json
     python scripts/long_sequences.py --lengths 1000,3000 --json -
 """
 from __future__ import annotations
