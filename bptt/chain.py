@@ -19,6 +19,7 @@ operations, and recording is the engine's own graph of that one step.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -57,32 +58,32 @@ class Tape:
         return found
 
 
-class Chain:
+class Chain(ABC):
     """A chain of `length` steps driven by the executor. See the module docstring."""
 
     length: int
 
+    @abstractmethod
     def initial_state(self) -> State:
         """State 0."""
-        raise NotImplementedError
 
+    @abstractmethod
     def advance(self, i: int, state: State) -> State:
         """State i+1 from state i, recording nothing."""
-        raise NotImplementedError
 
+    @abstractmethod
     def record(self, i: int, state: State) -> Tape:
         """Run step i recording what its reverse needs."""
-        raise NotImplementedError
 
+    @abstractmethod
     def reverse(self, i: int, tape: Tape, grad: State | None, with_loss: bool = True,
                 keep: bool = False) -> State:
         """Backpropagate step i: from the gradient of state i+1 (None: zero), plus the step's
         own loss if `with_loss`, to the gradient of state i. Parameter gradients accumulate."""
-        raise NotImplementedError
 
+    @abstractmethod
     def profile(self) -> ChainProfile:
         """Sizes of states and tapes per step, for planners."""
-        raise NotImplementedError
 
     def finish(self) -> None:
         """Called by the executor once a plan has run (or stopped): a chain that defers part of
@@ -97,13 +98,13 @@ class TapedChain(Chain):
     """A chain whose steps are written in engine operations; recording is the engine's graph.
 
     Subclasses implement `step(i, state, need_loss)` returning (next state, loss or None), with
-    the state a tuple of Tensors, and may override `step_inputs(i)` to expose per-step input
-    leaves whose gradients they collect in `collect_input_grads`.
+    the state a tuple of Tensors, and `initial_state()`; they may override `recorded_extras(i)`
+    to expose per-step input leaves whose gradients they collect in `collect_input_grads`.
     """
 
+    @abstractmethod
     def step(self, i: int, state: tuple[Tensor, ...], need_loss: bool):
         """Step i in Tensor operations: returns (tuple of next-state Tensors, loss Tensor|None)."""
-        raise NotImplementedError
 
     def advance(self, i: int, state: State) -> State:
         with no_grad():

@@ -6,6 +6,7 @@ data, hyperparameters plus named arrays, so a run can be saved and resumed bit f
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import math
 from typing import Iterable
 
@@ -14,7 +15,7 @@ import numpy as np
 from bptt.tensor import Tensor
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Common part: the parameter list, `zero_grad` and per-parameter buffers."""
 
     buffer_names: tuple[str, ...] = ()
@@ -46,8 +47,9 @@ class Optimizer:
             if p.grad is not None:
                 self._update(k, p)
 
+    @abstractmethod
     def _update(self, k: int, p: Tensor) -> None:
-        raise NotImplementedError
+        """Update parameter `p` (number `k`) from its gradient."""
 
     def hyperparameters(self) -> dict:
         return {"lr": self.lr}

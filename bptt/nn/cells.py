@@ -11,6 +11,8 @@ float32 cell holds the float32 rounding of its float64 twin built from the same 
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from bptt.cell_functions import GRUCore, GRUStep, LSTMCore, LSTMStep, RNNCore, RNNStep
@@ -19,7 +21,7 @@ from bptt.nn.module import Module, Parameter
 from bptt.tensor import Tensor
 
 
-class RecurrentCell(Module):
+class RecurrentCell(Module, ABC):
     """Base of the cells: sizes, dtype, weight creation, state handling and input checks.
 
     Subclasses set `state_names`, `core` and `parameter_shapes`, and write `fused_step`,
@@ -46,9 +48,9 @@ class RecurrentCell(Module):
             setattr(self, name, Parameter(value, name=name))
 
     @staticmethod
+    @abstractmethod
     def parameter_shapes(D: int, H: int) -> list[tuple[str, tuple[int, ...]]]:
         """(name, shape) of each parameter, in the order they are drawn from `rng`."""
-        raise NotImplementedError
 
     @property
     def state_size(self) -> int:
@@ -60,10 +62,10 @@ class RecurrentCell(Module):
         _check_size("batch", batch)
         return tuple(np.zeros((batch, self.hidden_size), self.dtype) for _ in self.state_names)
 
+    @abstractmethod
     def affine_parameters(self) -> tuple[Parameter, Parameter, Parameter, Parameter | None]:
         """(W_x, W_h, b_x, b_h or None): the step's input projection a = x W_x + b_x and
         recurrent product u = h W_h (+ b_h), between which `core` runs."""
-        raise NotImplementedError
 
     def hidden(self, state: tuple) -> Tensor:
         """The hidden output h of `state` (what a read-out layer sees)."""
@@ -74,13 +76,13 @@ class RecurrentCell(Module):
         x, state = self._check(x, state)
         return self.fused_step(x, state) if self.fused else self.composed_step(x, state)
 
+    @abstractmethod
     def fused_step(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         """The step as one node with a hand-written backward (`bptt.cell_functions`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def composed_step(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         """The step in engine operations: the reference the fused step is checked against."""
-        raise NotImplementedError
 
     def _check(self, x, state) -> tuple[Tensor, tuple[Tensor, ...]]:
         name, H = type(self).__name__, self.hidden_size
