@@ -67,8 +67,13 @@ def make_strategy(name: str, options: dict, profile: ChainProfile):
 
 
 def strategy_for(setup: SequenceSetup, name: str, options: dict):
+    """The strategy for the setup's chain, its plan made once so that an impossible budget is
+    reported before any training or progress output starts."""
     model, inputs, targets = setup.first_batch()
-    return make_strategy(name, options, model.chain(inputs, targets).profile())
+    profile = model.chain(inputs, targets).profile()
+    strategy = make_strategy(name, options, profile)
+    strategy.plan(profile)
+    return strategy
 
 
 def table(rows: list[dict]) -> str:
