@@ -12,6 +12,7 @@ cache as soon as its backward has run, unless `retain_graph=True`.
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 import weakref
 from typing import Iterator, Sequence
 
@@ -211,7 +212,7 @@ def _ops():
     return functions
 
 
-class Function:
+class Function(ABC):
     """One node of the graph: `forward` on ndarrays, `backward` of its output gradients.
 
     Subclasses implement `forward(self, *arrays, **options)` returning an ndarray (or a tuple of
@@ -250,11 +251,13 @@ class Function:
         """Keep `arrays` for backward (the cache). Only kept when a gradient is needed."""
         self.saved = arrays
 
+    @abstractmethod
     def forward(self, *arrays, **options):
-        raise NotImplementedError(f"{type(self).__name__} defines no forward")
+        """The operation on ndarrays: one array, or a tuple of them for several outputs."""
 
+    @abstractmethod
     def backward(self, *grads):
-        raise NotImplementedError(f"{type(self).__name__} defines no backward")
+        """One gradient per input (None where none is needed), from one per output."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"

@@ -7,6 +7,7 @@ model's read-outs and the metric of a trivial predictor to compare against.
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 import numbers
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ LOSSES = ("mse", "xent")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SequenceTask:
+class SequenceTask(ABC):
     """A task for a recurrent model read out at every step.
 
     inputs (T, B, D) floats, T = `seq_len`, D = `input_size`. Targets: floats of shape
@@ -99,16 +100,18 @@ class SequenceTask:
                              f"got {outputs.shape}")
         return outputs, targets
 
+    @abstractmethod
     def baseline(self) -> float:
         """The metric of the task's trivial predictor (stated by each task)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _sample(self, rng: np.random.Generator, batch_size: int,
                 dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """(inputs, targets) of one batch, drawn from `rng` only."""
 
+    @abstractmethod
     def _score(self, outputs: np.ndarray, targets: np.ndarray) -> float:
-        raise NotImplementedError
+        """The metric on validated outputs and targets."""
 
 
 def one_hot(codes: np.ndarray, size: int, dtype) -> np.ndarray:

@@ -33,7 +33,9 @@ class Module:
         return self.forward(*args, **kwargs)
 
     def forward(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} defines no forward")
+        """What calling the module computes; a module used only through other means (an `RNN`,
+        which is unrolled by `model.chain(...)`) has no forward and is not callable."""
+        raise TypeError(f"{type(self).__name__} is not callable: it defines no forward")
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """(dotted name, parameter) pairs, e.g. ("layers.0.weight", W), in assignment order."""
