@@ -41,7 +41,7 @@ def make_setup(options: dict) -> SequenceSetup:
         raise ValueError("--text is only for --task text")
     task = make_task(options["task"], seq_len=options["seq_len"], **extra)
     return SequenceSetup(task=task, cell=options["cell"], hidden=options["hidden"],
-                         batch=options["batch"], steps=options["steps"],
+                         batch=options["batch"] or 32, steps=options["steps"],
                          lr=options["lr"] or 3e-3, optimizer=options["optimizer"],
                          seed=options["seed"], clip=options["clip"],
                          on_nonfinite=options["on_nan"])
@@ -240,7 +240,7 @@ def train_iris(options: dict) -> None:
             raise ValueError(f"{option} is for sequence tasks, not --task iris")
     data = iris.load_data()
     epochs, seed, lr = options["epochs"], options["seed"], options["lr"] or 0.1
-    batch = options["batch"] if options["batch"] != 32 else 16  # iris recipe: batch 16
+    batch = options["batch"] or 16  # the iris recipe's batch
     name = options["strategy"]
     start = time.perf_counter()
     with _progress(epochs, "training iris", options["quiet"]) as bar:

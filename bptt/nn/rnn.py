@@ -58,6 +58,11 @@ class RNN(Module):
         kind = FusedSequenceChain if self.cell.fused else SequenceChain
         return kind(self, inputs, targets, input_grad=input_grad)
 
+    def forward(self, *args, **kwargs):
+        """An RNN is unrolled, not called: see `chain` and `predict`."""
+        raise TypeError("an RNN is not called: use model.chain(inputs, targets) to train it "
+                        "with a memory strategy, model.predict(inputs) for its read-outs")
+
     def step_loss(self, h: Tensor, target: np.ndarray, scale: float) -> Tensor:
         """The loss of one read-out step, already divided by the number of loss steps."""
         if self.loss == "mse" and self.cell.fused:

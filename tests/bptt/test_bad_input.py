@@ -121,3 +121,9 @@ def test_an_absurdly_large_budget_is_full():
 def test_senseless_options_are_refused_by_name(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_calling_an_rnn_says_how_to_use_it():
+    model = RNN("rnn", 2, 3, 1, np.random.default_rng(0))
+    with pytest.raises(TypeError, match=r"model\.chain\(inputs, targets\).*model\.predict"):
+        model(np.zeros((4, 2, 2), np.float32))

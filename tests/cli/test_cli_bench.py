@@ -138,3 +138,13 @@ def test_nan_in_training_stops_naming_the_step():
                                                "--optimizer", "sgd"])
     assert result.exit_code == 2, result.output
     assert "training stopped: step" in result.output
+
+
+def test_an_explicit_batch_is_kept_for_iris_too(tmp_path):
+    out = tmp_path / "iris.json"
+    result = run("--task", "iris", "--batch", "32", "--epochs", "1", "--json", str(out),
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["batch"] == 32
+    result = run("--task", "iris", "--epochs", "1", "--json", str(out), "--quiet")
+    assert json.loads(out.read_text())["batch"] == 16
