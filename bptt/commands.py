@@ -40,11 +40,11 @@ def make_setup(options: dict) -> SequenceSetup:
     if options["text_path"] is not None and options["task"] != "text":
         raise ValueError("--text is only for --task text")
     task = make_task(options["task"], seq_len=options["seq_len"], **extra)
+    chosen = {k: options[k] for k in ("batch", "lr") if options[k] is not None}
     return SequenceSetup(task=task, cell=options["cell"], hidden=options["hidden"],
-                         batch=options["batch"] or 32, steps=options["steps"],
-                         lr=options["lr"] or 3e-3, optimizer=options["optimizer"],
+                         steps=options["steps"], optimizer=options["optimizer"],
                          seed=options["seed"], clip=options["clip"],
-                         on_nonfinite=options["on_nan"])
+                         on_nonfinite=options["on_nan"], **chosen)
 
 
 def make_strategy(name: str, options: dict, profile: ChainProfile):

@@ -41,8 +41,7 @@ def main(seq_len, steps, hidden, k, slots, seed, out, quick):
     if quick:
         seq_len, steps, hidden, slots = 20, 6, 8, 3
     task = make_task("reber", seq_len=seq_len)
-    setup = SequenceSetup(task=task, hidden=hidden, batch=32, steps=steps, lr=3e-3,
-                          optimizer="adam", seed=seed)
+    setup = SequenceSetup(task=task, hidden=hidden, steps=steps, seed=seed)
     model, inputs, targets = setup.first_batch()
     profile = model.chain(inputs, targets).profile()
     full_bytes = simulate(Full().plan(profile), profile=profile).peak_bytes

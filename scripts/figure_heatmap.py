@@ -91,8 +91,7 @@ def main(seq_len, hidden, train_steps, sequences, max_lag, seed, out, quick):
     if quick:
         seq_len, hidden, train_steps, sequences, max_lag = 40, 8, 2, 1, 10
     task = make_task("reber", seq_len=seq_len)
-    setup = SequenceSetup(task=task, hidden=hidden, batch=32, steps=train_steps, lr=3e-3,
-                          optimizer="adam", seed=seed)
+    setup = SequenceSetup(task=task, hidden=hidden, steps=train_steps, seed=seed)
     untrained = setup.first_batch()[0]
     trained = train_sequence(setup, Full()).model
     inputs, targets = task.batch(np.random.default_rng(seed + 1), 1)
