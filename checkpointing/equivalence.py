@@ -3,7 +3,7 @@
 Exact strategies must give the *same* gradients as `full`, bit for bit: recomputation runs the
 same operations on the same values in the same order, and the reverse sweep accumulates parameter
 gradients in the same order (T-1 down to 0) whatever was kept. Use `assert_same_gradients` in your
-own pytest suite to check that a chain of yours (any `bptt.chain.Chain`) keeps that promise.
+own pytest suite to check that a chain of yours (any `bptt.engine.chain.Chain`) keeps that promise.
 """
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ from pathlib import Path  # noqa: E402
 import click  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bptt.memory import traced_peak  # noqa: E402
+from bptt.training.memory import traced_peak  # noqa: E402
 from bptt.nn import RNN  # noqa: E402
 from checkpointing import Adaptive, Full, Periodic, Revolve, execute, simulate  # noqa: E402
 

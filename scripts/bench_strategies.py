@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt.memory import traced_peak
+from bptt.training.memory import traced_peak
 from bptt.nn import RNN
 from checkpointing import Adaptive, Full, Periodic, Revolve, execute, simulate
 

@@ -5,7 +5,7 @@ prediction on the embedded Reber grammar at T=200 (Hochreiter & Schmidhuber 1997
 checkpoint, revolve and adaptive -- exact, so their loss curves are the same bit for bit -- and
 with truncated BPTT whose window k=4 is shorter than the grammar's long-range lag (the repeated
 branch symbol comes 6 to dozens of steps after the first), so it follows another trajectory and
-misses that symbol more often. Runs through `bptt.bench.benchmark`, the rows `bptt-bench compare`
+misses that symbol more often. Runs through `bptt.studies.bench.benchmark`, the rows `bptt-bench compare`
 prints; adds the long-range accuracy on a held-out batch. Writes convergence.png and
 convergence.json (the rows with their histories) into --out. About a minute on two cores.
 
@@ -18,12 +18,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt.bench import benchmark, first_batch_gradients, label
-from bptt.io import atomic_write_json
-from bptt.plots import plot_training_curves
-from bptt.train import SequenceSetup
+from bptt.studies.bench import benchmark, first_batch_gradients, label
+from bptt.training.io import atomic_write_json
+from bptt.plots.curves import plot_training_curves
+from bptt.training.train import SequenceSetup
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, simulate
-from tasks.sequence import make_task
+from tasks import make_task
 
 
 @click.command()

@@ -17,13 +17,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt.io import atomic_write_json
-from bptt.plots import plot_state_gradients
-from bptt.tensor import Tensor
-from bptt.train import SequenceSetup, train_sequence
+from bptt.training.io import atomic_write_json
+from bptt.plots.curves import plot_state_gradients
+from bptt.engine.tensor import Tensor
+from bptt.training.train import SequenceSetup, train_sequence
 from checkpointing import Full
 from tasks.reber import SYMBOLS
-from tasks.sequence import make_task
+from tasks import make_task
 
 
 def long_range_pairs(inputs: np.ndarray, targets: np.ndarray) -> list[tuple[int, int]]:

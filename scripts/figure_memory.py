@@ -15,9 +15,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt.io import atomic_write_json
+from bptt.training.io import atomic_write_json
 from bptt.nn import RNN
-from bptt.plots import plot_memory_scaling
+from bptt.plots.curves import plot_memory_scaling
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, execute, simulate
 
 

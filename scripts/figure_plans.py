@@ -14,9 +14,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt.io import atomic_write_json
+from bptt.training.io import atomic_write_json
 from bptt.nn import RNN
-from bptt.plan_plots import plot_plans
+from bptt.plots.plans import plot_plans
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, simulate
 from checkpointing.plan import ChainProfile
 

@@ -22,13 +22,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt.io import atomic_write_json
-from bptt.memory import traced_peak
+from bptt.training.io import atomic_write_json
+from bptt.training.memory import traced_peak
 from bptt.nn.rnn import RNN
-from bptt.optim import Adam
-from bptt.train import train_step
+from bptt.training.optim import Adam
+from bptt.training.train import train_step
 from checkpointing import Adaptive, Revolve, simulate
-from tasks.sequence import make_task
+from tasks import make_task
 
 
 def measure(make_strategy, T: int, hidden: int, batch: int, steps: int, seed: int) -> dict:

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tasks.sequence import SequenceTask, register
+from tasks.sequence import SequenceTask
 
 
-@register
 @dataclass(frozen=True, kw_only=True)
 class AddingTask(SequenceTask):
     """Inputs (T, B, 2): channel 0 the numbers, channel 1 the markers (two 1s, the rest 0).

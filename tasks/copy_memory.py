@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tasks.sequence import SequenceTask, one_hot, register
+from tasks.sequence import SequenceTask, one_hot
 
 BLANK, DELIMITER = 0, 9
 N_DATA_SYMBOLS = 8  # symbols 1..8
 
 
-@register
 @dataclass(frozen=True, kw_only=True)
 class CopyTask(SequenceTask):
     """Inputs (T, B, 10): one-hot codes 0..9. Targets (T, B) int64 codes 0..8, every step.

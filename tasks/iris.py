@@ -17,12 +17,12 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from bptt import functions as F
+from bptt.engine import losses
 from bptt import no_grad
 from bptt.nn import MLP
 from bptt.nn.layer_chain import LayerChain
-from bptt.optim import SGD
-from bptt.train import train_step
+from bptt.training.optim import SGD
+from bptt.training.train import train_step
 from checkpointing.full import Full
 from checkpointing.plan import ChainProfile
 
@@ -158,7 +158,7 @@ def evaluate(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of `model` on (x, y), recording no graph."""
     with no_grad():
         logits = model(x)
-        loss = F.softmax_cross_entropy(logits, y)
+        loss = losses.softmax_cross_entropy(logits, y)
     return loss.item(), float(np.mean(np.argmax(logits.data, axis=1) == y))
 
 

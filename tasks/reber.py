@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tasks.sequence import SequenceTask, one_hot, register
+from tasks.sequence import SequenceTask, one_hot
 
 SYMBOLS = "BTSXPVE"
 
@@ -74,7 +74,6 @@ def accepts(string: str) -> bool:
     return state == START and len(string) > 0
 
 
-@register
 @dataclass(frozen=True, kw_only=True)
 class ReberTask(SequenceTask):
     """Inputs (T, B, 7): one-hot symbols of the stream. Targets (T, B) int64: the next symbol.

@@ -1,4 +1,4 @@
-"""The sequence-task interface shared by the trainer and every benchmark task, and its registry.
+"""The sequence-task interface shared by the trainer and every benchmark task.
 
 A task is a frozen description (length, sizes, loss) plus a batch sampler driven only by the
 `numpy.random.Generator` it is given (same seed, same batch, bit for bit), a metric on the
@@ -6,7 +6,6 @@ model's read-outs and the metric of a trivial predictor to compare against.
 """
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 import numbers
 from dataclasses import dataclass
@@ -117,31 +116,3 @@ class SequenceTask(ABC):
 def one_hot(codes: np.ndarray, size: int, dtype) -> np.ndarray:
     """Integer codes (...) as one-hot vectors (..., size) of `dtype`."""
     return np.eye(size, dtype=dtype)[codes]
-
-
-TASKS: dict[str, type[SequenceTask]] = {}
-
-
-def register(cls: type[SequenceTask]) -> type[SequenceTask]:
-    """Class decorator: enter a task class in `TASKS` under its `name`."""
-    TASKS[cls.name] = cls
-    return cls
-
-
-def make_task(name: str, /, seq_len: int | None = None, **options) -> SequenceTask:
-    """The task `name` with `seq_len` steps (None: the task's default) and its own options."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
-    cls = TASKS[name]
-    allowed = sorted(f.name for f in dataclasses.fields(cls) if f.init and f.name != "seq_len")
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"task {name!r} has no option {unknown[0]!r}; its options: {allowed}")
-    if seq_len is not None:
-        options["seq_len"] = seq_len
-    return cls(**options)
-
-
-# The tasks register themselves when imported. Importing them here, once the base class exists,
-# fills the registry whichever module a user imports first.
-from tasks import adding, copy_memory, reber, text  # noqa: E402,F401

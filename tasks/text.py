@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.sequence import SequenceTask, one_hot, register
+from tasks.sequence import SequenceTask, one_hot
 
 BUILT_IN = "tiny_text.txt"
 
@@ -45,7 +45,6 @@ def read_text(path: str | os.PathLike | None = None) -> str:
     return text
 
 
-@register
 @dataclass(frozen=True, kw_only=True)
 class TextTask(SequenceTask):
     """Inputs (T, B, V): one-hot characters. Targets (T, B) int64: the next character's code.

@@ -2,7 +2,7 @@
 
 A cell maps (x_t, state) to the next state; the state is a tuple of (B, H) tensors: (h,) for the
 RNN and GRU cells, (h, c) for the LSTM. Each cell runs its step in one of two ways:
-`fused=True` records one node per step (`bptt.cell_functions`, hand-written backward: fast, small
+`fused=True` records one node per step (`bptt.engine.cell_functions`, hand-written backward: fast, small
 cache); `fused=False` builds the same step from engine operations, the reference the fused step is
 tested against.
 
@@ -15,10 +15,10 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from bptt.cell_functions import GRUCore, GRUStep, LSTMCore, LSTMStep, RNNCore, RNNStep
+from bptt.engine.cell_functions import GRUCore, GRUStep, LSTMCore, LSTMStep, RNNCore, RNNStep
 from bptt.nn.linear import _check_dtype, _check_size
 from bptt.nn.module import Module, Parameter
-from bptt.tensor import Tensor
+from bptt.engine.tensor import Tensor
 
 
 class RecurrentCell(Module, ABC):
@@ -30,7 +30,7 @@ class RecurrentCell(Module, ABC):
     """
 
     state_names: tuple[str, ...] = ("h",)
-    core: type = RNNCore  # the step's nonlinear part (`bptt.cell_functions`), for array chains
+    core: type = RNNCore  # the step's nonlinear part (`bptt.engine.cell_functions`), for array chains
 
     def __init__(self, input_size: int, hidden_size: int, rng: np.random.Generator,
                  dtype=np.float64, fused: bool = True):
@@ -78,7 +78,7 @@ class RecurrentCell(Module, ABC):
 
     @abstractmethod
     def fused_step(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        """The step as one node with a hand-written backward (`bptt.cell_functions`)."""
+        """The step as one node with a hand-written backward (`bptt.engine.cell_functions`)."""
 
     @abstractmethod
     def composed_step(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bptt import functions as F
-from bptt.chain import TapedChain
+from bptt.engine import losses
+from bptt.engine.chain import TapedChain
 from bptt.nn.linear import ACTIVATIONS, MLP
 from checkpointing.plan import ChainProfile
 
@@ -33,7 +33,7 @@ class LayerChain(TapedChain):
         z = self.mlp.layers[i](state[0])
         if i < self.length - 1:
             return (ACTIVATIONS[self.mlp.activation](z),), None
-        return (z,), (F.softmax_cross_entropy(z, self.labels) if need_loss else None)
+        return (z,), (losses.softmax_cross_entropy(z, self.labels) if need_loss else None)
 
     def profile(self) -> ChainProfile:
         batch, dtype = self.inputs.shape[0], self.inputs.dtype

@@ -8,7 +8,7 @@ import numpy as np
 
 from bptt.nn.init import initialiser
 from bptt.nn.module import Module, Parameter
-from bptt.tensor import FLOAT_DTYPES, Tensor
+from bptt.engine.tensor import FLOAT_DTYPES, Tensor
 
 ACTIVATIONS = {"tanh": Tensor.tanh, "relu": Tensor.relu, "sigmoid": Tensor.sigmoid}
 
@@ -110,7 +110,7 @@ class MLP(Module):
         return h
 
     def config(self) -> dict:
-        """The constructor arguments as JSON-ready data (what `bptt.io` saves to rebuild it)."""
+        """The constructor arguments as JSON-ready data (what `bptt.training.io` saves to rebuild it)."""
         return {"architecture": "mlp", "sizes": list(self.sizes), "activation": self.activation,
                 "dtype": self.dtype.name}
 

@@ -5,7 +5,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from bptt.tensor import Tensor
+from bptt.engine.tensor import Tensor
 
 
 class Parameter(Tensor):

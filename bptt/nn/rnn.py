@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from bptt import functions as F
-from bptt.cell_functions import ReadoutMSE, readout_mse, readout_mse_grad
-from bptt.chain import TapedChain
+from bptt.engine import losses
+from bptt.engine.cell_functions import ReadoutMSE, readout_mse, readout_mse_grad
+from bptt.engine.chain import TapedChain
 from bptt.nn.cells import make_cell
 from bptt.nn.linear import Linear
 from bptt.nn.module import Module
-from bptt.tensor import FLOAT_DTYPES, Tensor, no_grad
+from bptt.engine.tensor import FLOAT_DTYPES, Tensor, no_grad
 from checkpointing.plan import ChainProfile
 
 LOSSES = ("mse", "xent")
@@ -39,7 +39,7 @@ class RNN(Module):
         self.dtype = np.dtype(dtype)
 
     def config(self) -> dict:
-        """Constructor arguments as JSON-ready data (what `bptt.io` saves beside the weights)."""
+        """Constructor arguments as JSON-ready data (what `bptt.training.io` saves beside the weights)."""
         return {"architecture": "rnn", "cell": self.kind, "input_size": self.input_size,
                 "hidden_size": self.hidden_size, "output_size": self.output_size,
                 "dtype": self.dtype.name, "loss": self.loss, "every_step": self.every_step}
@@ -69,8 +69,8 @@ class RNN(Module):
             return ReadoutMSE()(h, self.readout.weight, self.readout.bias, target, scale=scale)
         y = self.readout(h)
         if self.loss == "mse":
-            return F.mse_loss(y, target) * scale
-        return F.softmax_cross_entropy(y, target) * scale
+            return losses.mse_loss(y, target) * scale
+        return losses.softmax_cross_entropy(y, target) * scale
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """Read-outs at every step, (T, B, output_size), computed without recording."""
@@ -141,7 +141,7 @@ class SequenceChain(TapedChain):
 
 class FusedSequenceChain(SequenceChain):
     """A `SequenceChain` of a fused cell, run on arrays: each step is the cell's core
-    (`bptt.cell_functions`) between GEMMs, and the GEMMs that do not wait for the step before are
+    (`bptt.engine.cell_functions`) between GEMMs, and the GEMMs that do not wait for the step before are
     taken over blocks of `BLOCK` consecutive steps, as a hand-written BPTT would take them over
     the whole sequence:
       - the input projection a = x W_x + b of a block is one GEMM, run when one of its steps
@@ -227,7 +227,7 @@ class FusedSequenceChain(SequenceChain):
             else:
                 logits = new_state[0] @ self._W_y
                 logits += self._b_y
-                tape.head = F.SoftmaxCrossEntropy()
+                tape.head = losses.SoftmaxCrossEntropy()
                 loss = tape.head.run(logits, target) * np.asarray(self._scale, logits.dtype)
             tape.loss_value = float(loss)
         return tape

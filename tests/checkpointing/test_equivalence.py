@@ -174,8 +174,8 @@ def test_a_deep_mlp_of_mixed_widths_is_a_chain_like_any_other():
         assert measured <= simulate(plan, profile=profile).peak_bytes, strategy
     # and the same gradient as the MLP's own backward
     mlp.zero_grad()
-    from bptt import functions as F
-    F.softmax_cross_entropy(mlp(inputs), labels).backward()
+    from bptt.engine import losses
+    losses.softmax_cross_entropy(mlp(inputs), labels).backward()
     direct = [p.grad.copy() for p in mlp.parameters()]
     grads, _ = gradients(Revolve(3), LayerChain(mlp, inputs, labels), mlp.parameters())
     for g, d in zip(grads.values(), direct):

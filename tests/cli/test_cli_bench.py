@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 from safetensors.numpy import load_file
 
-from bptt import io
+from bptt.training import io
 from bptt.cli import main
 from checkpointing import griewank_minimum
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from safetensors.numpy import load_file
 
-from bptt import io
+from bptt.training import io
 from bptt.cli import main
 
 SMALL = ["--task", "adding", "--seq-len", "12", "--hidden", "6", "--batch", "3", "--quiet"]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tasks import reber
 from tasks.adding import AddingTask
 from tasks.reber import ReberTask
-from tasks.sequence import TASKS, make_task
+from tasks import TASKS, make_task
 from tasks.text import TextTask, read_text
 
 SHORT = {"adding": 20, "copy": 25, "reber": 30, "text": 30}
@@ -51,7 +51,7 @@ def test_registry_holds_the_four_tasks_under_their_names():
 
 
 def test_registry_is_complete_whichever_task_module_is_imported_first():
-    code = "import tasks.text; from tasks.sequence import TASKS; print(sorted(TASKS))"
+    code = "import tasks.text; from tasks import TASKS; print(sorted(TASKS))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['adding', 'copy', 'reber', 'text']"
 

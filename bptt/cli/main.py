@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from bptt.memory import parse_bytes
+from bptt.training.memory import parse_bytes
 
 STRATEGY_NAMES = ("full", "truncated", "checkpoint", "revolve", "adaptive")
 SEQUENCE_TASKS = ("adding", "copy", "reber", "text")
@@ -171,7 +171,7 @@ def main(ctx: click.Context, **options) -> None:
     """Train a model with a memory strategy and report memory, time and convergence."""
     if ctx.invoked_subcommand is not None:
         return
-    from bptt import commands
+    from bptt.cli import commands
     with _bad_input(), _one_line_warnings():
         if options["task"] == "iris":
             commands.train_iris(options)
@@ -197,7 +197,7 @@ def compare(**options) -> None:
                        f"{', '.join(STRATEGY_NAMES)}" if unknown else "--strategies is empty")
     if options["task"] == "iris":
         raise BadInput("compare runs sequence tasks; use --task adding, copy, reber or text")
-    from bptt import commands
+    from bptt.cli import commands
     with _bad_input(), _one_line_warnings():
         commands.compare(names, options)
 
@@ -216,7 +216,7 @@ def compare(**options) -> None:
 @_output_file("--plot", "plot_path", "Draw the plan (step against time) as PNG.")
 def plan(**options) -> None:
     """Plan one training step for a chain and print its counts, without training."""
-    from bptt import commands
+    from bptt.cli import commands
     with _bad_input():
         commands.show_plan(options)
 
@@ -228,7 +228,7 @@ class _bad_input:
         return self
 
     def __exit__(self, kind, error, tb):
-        from bptt.train import NonFiniteError
+        from bptt.training.train import NonFiniteError
         if kind is None or isinstance(error, click.ClickException):
             return False
         if isinstance(error, NonFiniteError):
@@ -255,6 +255,3 @@ def _one_line(error: BaseException) -> str:
         text = f"{error.filename}: {error.strerror or text}"
     return " ".join(text.split())
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

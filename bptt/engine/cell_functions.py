@@ -24,8 +24,8 @@ import math
 
 import numpy as np
 
-from bptt.functions import _non_finite
-from bptt.tensor import Function
+from bptt.engine.losses import non_finite_error
+from bptt.engine.tensor import Function
 
 
 def _sigmoid_(z: np.ndarray) -> np.ndarray:
@@ -253,7 +253,7 @@ def readout_mse(h: np.ndarray, W: np.ndarray, b: np.ndarray, target: np.ndarray,
     if not math.isfinite(loss):
         with np.errstate(invalid="ignore", over="ignore"):
             prediction = h @ W + b
-        raise _non_finite("mse_loss", prediction=prediction, target=target)
+        raise non_finite_error("mse_loss", prediction=prediction, target=target)
     return np.asarray(loss, dtype=diff.dtype), diff
 
 

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from bptt import io
-from bptt.io import ModelFileError, atomic_write_bytes, load_model, save_arrays, save_model
+from bptt.training import io
+from bptt.training.io import ModelFileError, atomic_write_bytes, load_model, save_arrays, save_model
 from bptt.nn.rnn import RNN
 
 

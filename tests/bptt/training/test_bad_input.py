@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from bptt.nn.rnn import RNN
-from bptt.optim import Adam
-from bptt.train import make_optimizer, train_step
+from bptt.training.optim import Adam
+from bptt.training.train import make_optimizer, train_step
 from checkpointing import (Adaptive, Full, OnlineCheckpointing, Periodic, Revolve, Truncated,
                            assert_same_gradients, execute, execute_online, gradients)
 

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from bptt import Tensor, gradcheck, graph_bytes
-from bptt import functions as F
-from bptt.cell_functions import ReadoutMSE
-from bptt.tensor import topological_order
+from bptt.engine import losses
+from bptt.engine.cell_functions import ReadoutMSE
+from bptt.engine.tensor import topological_order
 
 
 def data(seed=0, batch=5, hidden=4, out=3, dtype=np.float64):
@@ -19,7 +19,7 @@ def fused(h, W, b, target, scale):
 
 
 def composed(h, W, b, target, scale):
-    return F.mse_loss(h @ W + b, target) * scale
+    return losses.mse_loss(h @ W + b, target) * scale
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.25, 1 / 7])

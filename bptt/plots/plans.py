@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from bptt.memory import format_bytes
-from bptt.plots import save_png
+from bptt.training.memory import format_bytes
+from bptt.plots.curves import save_png
 
 
 def _draw_plan(ax, plan, profile=None, title: str = "") -> int:

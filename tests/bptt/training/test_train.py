@@ -9,14 +9,14 @@ import warnings
 import numpy as np
 import pytest
 
-from bptt import io
-from bptt.io import ModelFileError
+from bptt.training import io
+from bptt.training.io import ModelFileError
 from bptt.nn.rnn import RNN
-from bptt.optim import SGD, Adam, grad_norm
-from bptt.train import (NonFiniteError, SequenceSetup, TrainingState, load_training_state,
+from bptt.training.optim import SGD, Adam, grad_norm
+from bptt.training.train import (NonFiniteError, SequenceSetup, TrainingState, load_training_state,
                         run_identity, save_training_state, train_sequence, train_step)
 from checkpointing import Full, Periodic, Revolve, Truncated, gradients
-from tasks.sequence import make_task
+from tasks import make_task
 
 
 def make_model(dtype=np.float32):

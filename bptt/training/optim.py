@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from bptt.tensor import Tensor
+from bptt.engine.tensor import Tensor
 
 
 class Optimizer(ABC):

@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from bptt import io
-from bptt.io import ModelFileError, load_arrays, load_model, save_arrays, save_model
+from bptt.training import io
+from bptt.training.io import ModelFileError, load_arrays, load_model, save_arrays, save_model
 from bptt.nn import MLP
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt import io
-from bptt.memory import format_bytes
-from bptt.bench import benchmark, first_batch_gradients, label
-from bptt.train import (NonFiniteError, SequenceSetup, load_training_state, run_identity,
+from bptt.training import io
+from bptt.training.memory import format_bytes
+from bptt.studies.bench import benchmark, first_batch_gradients, label
+from bptt.training.train import (NonFiniteError, SequenceSetup, load_training_state, run_identity,
                         save_training_state)
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, simulate
 from checkpointing.plan import ChainProfile
@@ -34,7 +34,7 @@ TABLE_COLUMNS = [  # (header, row key, format)
 
 def make_setup(options: dict) -> SequenceSetup:
     """The run's definition from the CLI options (task built and validated here)."""
-    from tasks.sequence import make_task
+    from tasks import make_task
 
     extra = {"path": options["text_path"]} if options["task"] == "text" else {}
     if options["text_path"] is not None and options["task"] != "text":
@@ -196,7 +196,7 @@ def _write_outputs(options: dict, rows: list[dict], single: bool) -> None:
     if options.get("csv_path") is not None:
         _write(options["csv_path"], io.atomic_write_bytes, _csv(rows).encode())
     if options.get("plot_path") is not None:
-        from bptt.plots import plot_training_curves
+        from bptt.plots.curves import plot_training_curves
         _write(options["plot_path"], plot_training_curves, rows)
 
 
@@ -230,7 +230,7 @@ def _save_grads(path: Path, extras: dict, row: dict) -> None:
 
 def train_iris(options: dict) -> None:
     """`--task iris`: the MLP trained layer-chain-wise with the chosen strategy."""
-    from bptt.plots import plot_classifier_run
+    from bptt.plots.curves import plot_classifier_run
     from tasks import iris
 
     for option, key in (("--save-grads", "grads_path"), ("--csv", "csv_path"),
@@ -306,5 +306,5 @@ def show_plan(options: dict) -> None:
             _write(options["json_path"], io.atomic_write_json, counts)
         click.echo("\n".join(f"{k:>16}: {v}" for k, v in counts.items()))
     if options["plot_path"] is not None:
-        from bptt.plan_plots import plot_plan
+        from bptt.plots.plans import plot_plan
         _write(options["plot_path"], plot_plan, plan, label(counts))

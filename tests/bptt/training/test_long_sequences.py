@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from bptt.memory import traced_peak
+from bptt.training.memory import traced_peak
 from bptt.nn.rnn import RNN
-from bptt.optim import Adam
-from bptt.train import train_step
+from bptt.training.optim import Adam
+from bptt.training.train import train_step
 from checkpointing import Adaptive, Revolve, simulate
 
 SLOTS = 32

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bptt.tensor import Tensor, backward, no_grad, topological_order
+from bptt.engine.tensor import Tensor, backward, no_grad, topological_order
 from checkpointing.plan import ChainProfile
 
 State = tuple  # a tuple of ndarrays: (h,) for a tanh RNN or GRU, (h, c) for an LSTM

@@ -5,7 +5,7 @@ import pytest
 
 from bptt import Tensor
 from bptt.nn import Parameter
-from bptt.optim import SGD, Adam, clip_grad_norm
+from bptt.training.optim import SGD, Adam, clip_grad_norm
 
 
 def param(values, grad=None, dtype=np.float64):

@@ -1,6 +1,6 @@
 """The autograd core: `Tensor`, `Function` and the reverse sweep.
 
-The core knows nothing about specific operations (those live in `bptt.functions`). A `Function`
+The core knows nothing about specific operations (those live in `bptt.engine.functions`). A `Function`
 runs its `forward` on raw ndarrays and keeps, through `save()`, exactly the arrays its `backward`
 needs: that is the cache. The graph holds no other data: a node points to the nodes that produced
 its inputs (edges), not to the input arrays, so the bytes a recorded graph holds are the bytes its
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 import weakref
+from types import SimpleNamespace
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -133,83 +134,84 @@ class Tensor:
         """Backpropagate from this tensor; `grad` defaults to 1 for a one-element tensor."""
         backward([self], None if grad is None else [grad], retain_graph=retain_graph)
 
-    # --- operators (implemented in bptt.functions) -------------------------------------------
+    # --- operators (implemented in bptt.engine.functions) -------------------------------------------
     def __add__(self, other):
-        return _ops().add(self, other)
+        return OPERATIONS.add(self, other)
 
     def __radd__(self, other):
-        return _ops().add(other, self)
+        return OPERATIONS.add(other, self)
 
     def __sub__(self, other):
-        return _ops().sub(self, other)
+        return OPERATIONS.sub(self, other)
 
     def __rsub__(self, other):
-        return _ops().sub(other, self)
+        return OPERATIONS.sub(other, self)
 
     def __mul__(self, other):
-        return _ops().mul(self, other)
+        return OPERATIONS.mul(self, other)
 
     def __rmul__(self, other):
-        return _ops().mul(other, self)
+        return OPERATIONS.mul(other, self)
 
     def __truediv__(self, other):
-        return _ops().div(self, other)
+        return OPERATIONS.div(self, other)
 
     def __rtruediv__(self, other):
-        return _ops().div(other, self)
+        return OPERATIONS.div(other, self)
 
     def __neg__(self):
-        return _ops().neg(self)
+        return OPERATIONS.neg(self)
 
     def __matmul__(self, other):
-        return _ops().matmul(self, other)
+        return OPERATIONS.matmul(self, other)
 
     def __rmatmul__(self, other):
-        return _ops().matmul(other, self)
+        return OPERATIONS.matmul(other, self)
 
     def __getitem__(self, index):
-        return _ops().getitem(self, index)
+        return OPERATIONS.getitem(self, index)
 
     def sum(self, axis=None, keepdims: bool = False):
-        return _ops().sum(self, axis=axis, keepdims=keepdims)
+        return OPERATIONS.sum(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis=None, keepdims: bool = False):
-        return _ops().mean(self, axis=axis, keepdims=keepdims)
+        return OPERATIONS.mean(self, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape):
-        return _ops().reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], tuple)
+        return OPERATIONS.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], tuple)
                               else shape)
 
     def transpose(self, *axes):
-        return _ops().transpose(self, axes or None)
+        return OPERATIONS.transpose(self, axes or None)
 
     @property
     def T(self):
-        return _ops().transpose(self, None)
+        return OPERATIONS.transpose(self, None)
 
     def tanh(self):
-        return _ops().tanh(self)
+        return OPERATIONS.tanh(self)
 
     def sigmoid(self):
-        return _ops().sigmoid(self)
+        return OPERATIONS.sigmoid(self)
 
     def relu(self):
-        return _ops().relu(self)
+        return OPERATIONS.relu(self)
 
     def exp(self):
-        return _ops().exp(self)
+        return OPERATIONS.exp(self)
 
     def log(self):
-        return _ops().log(self)
+        return OPERATIONS.log(self)
 
 
 def _not_scalar(shape):
     raise ValueError(f"item() needs a one-element tensor, got shape {shape}")
 
 
-def _ops():
-    from bptt import functions  # the operations depend on the core, not the other way round
-    return functions
+#: The operations behind Tensor's operators and methods (`a + b`, `x.tanh()`, ...). The core only
+#: names them: `bptt.engine.functions` fills this table when it is imported (the engine package
+#: imports it), so the operations depend on the core and never the other way round.
+OPERATIONS = SimpleNamespace()
 
 
 class Function(ABC):

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bptt.tensor import Tensor, no_grad
+from bptt.engine.tensor import Tensor, no_grad
 
 
 @dataclass(frozen=True)

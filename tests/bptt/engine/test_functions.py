@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
-import bptt.functions as F
+import bptt.engine.functions as F
+import bptt.engine.losses as losses
 from bptt import Tensor, gradcheck
 
 RNG = np.random.default_rng(1234)
@@ -114,12 +115,12 @@ CASES = {
     "stack axis -1": (lambda a, b, c: F.stack([a, b, c], axis=-1),
                       lambda a, b, c: np.stack([a, b, c], axis=-1),
                       [normal(2, 3), normal(2, 3), normal(2, 3)]),
-    "softmax_cross_entropy": (lambda z: F.softmax_cross_entropy(z, LABELS), cross_entropy_ref,
+    "softmax_cross_entropy": (lambda z: losses.softmax_cross_entropy(z, LABELS), cross_entropy_ref,
                               [normal(5, 3)]),
-    "mse_loss ndarray target": (lambda p: F.mse_loss(p, np.arange(6.0).reshape(2, 3)),
+    "mse_loss ndarray target": (lambda p: losses.mse_loss(p, np.arange(6.0).reshape(2, 3)),
                                 lambda p: np.mean((p - np.arange(6.0).reshape(2, 3)) ** 2),
                                 [normal(2, 3)]),
-    "mse_loss Tensor target": (F.mse_loss, lambda p, t: np.mean((p - t) ** 2),
+    "mse_loss Tensor target": (losses.mse_loss, lambda p, t: np.mean((p - t) ** 2),
                                [normal(2, 3), normal(2, 3)]),
     "tanh rnn, weights reused": (
         lambda x, w, u: _rnn(x, w, u, lambda h: h.tanh()),
@@ -164,7 +165,7 @@ def test_fused_cross_entropy_matches_composed_ops():
     logits, labels = normal(6, 4), np.array([0, 3, 1, 1, 2, 0])
     fused = Tensor(logits, requires_grad=True)
     composed = Tensor(logits, requires_grad=True)
-    loss = F.softmax_cross_entropy(fused, labels)
+    loss = losses.softmax_cross_entropy(fused, labels)
     reference = -(F.softmax(composed).log()[np.arange(6), labels]).mean()
     loss.backward()
     reference.backward()
@@ -174,12 +175,12 @@ def test_fused_cross_entropy_matches_composed_ops():
 
 def test_cross_entropy_is_stable_for_huge_logits():
     logits = np.array([[1000.0, 0.0, -1000.0], [0.0, 2000.0, 0.0]])
-    loss = F.softmax_cross_entropy(Tensor(logits), np.array([0, 0]))
+    loss = losses.softmax_cross_entropy(Tensor(logits), np.array([0, 0]))
     np.testing.assert_allclose(loss.item(), (0.0 + 2000.0) / 2)
 
 
 def test_cross_entropy_accepts_any_integer_label_dtype():
-    loss = F.softmax_cross_entropy(Tensor(normal(2, 3)), np.array([2, 1], dtype=np.uint8))
+    loss = losses.softmax_cross_entropy(Tensor(normal(2, 3)), np.array([2, 1], dtype=np.uint8))
     assert np.isfinite(loss.item())
 
 
@@ -227,8 +228,8 @@ def test_gradients_have_the_dtype_of_the_input_they_flow_to():
     for op in (lambda h: h * b, lambda h: h / b, lambda h: b - h, lambda h: h @ w,
                lambda h: w.T @ h.T, lambda h: F.concatenate([h, b.reshape(1, 4)]),
                lambda h: F.stack([h, b + np.zeros((3, 4))], axis=1),
-               lambda h: F.mse_loss(h, b.reshape(1, 4) + np.zeros((3, 1))),
-               lambda h: F.softmax_cross_entropy(h + b, np.array([0, 1, 2]))):
+               lambda h: losses.mse_loss(h, b.reshape(1, 4) + np.zeros((3, 1))),
+               lambda h: losses.softmax_cross_entropy(h + b, np.array([0, 1, 2]))):
         h = (a * 1.0).retain_grad()  # not a leaf: nothing casts its gradient on arrival
         loss = op(h).sum()
         assert loss.dtype == np.float64
@@ -242,7 +243,7 @@ def test_gradients_have_the_dtype_of_the_input_they_flow_to():
 
 @pytest.mark.parametrize("op", [F.tanh, F.sigmoid, F.relu, F.exp, F.softmax,
                                 lambda x: x.sum(axis=0), lambda x: x.mean(),
-                                lambda x: F.softmax_cross_entropy(x, np.array([0, 1]))])
+                                lambda x: losses.softmax_cross_entropy(x, np.array([0, 1]))])
 def test_float32_stays_float32(op):
     x = Tensor(np.full((2, 3), 0.5, np.float32), requires_grad=True)
     y = op(x)
@@ -285,24 +286,24 @@ def test_mse_loss_counts_nan_positions_in_the_prediction():
     with pytest.raises(FloatingPointError,
                        match=r"mse_loss: prediction contains NaN at 3 positions \(first at "
                              r"index \(0, 1\)\)"):
-        F.mse_loss(Tensor(pred, requires_grad=True), np.zeros((2, 3)))
+        losses.mse_loss(Tensor(pred, requires_grad=True), np.zeros((2, 3)))
 
 
 def test_mse_loss_names_inf_in_the_target():
     target = np.zeros(4)
     target[2] = -np.inf
     with pytest.raises(FloatingPointError, match=r"target contains Inf at 1 position \(first"):
-        F.mse_loss(Tensor(np.zeros(4)), target)
+        losses.mse_loss(Tensor(np.zeros(4)), target)
 
 
 def test_mse_loss_reports_overflow_of_finite_inputs():
     with pytest.raises(FloatingPointError, match="every input is finite"):
-        F.mse_loss(Tensor(np.full(2, 1e200)), np.zeros(2))
+        losses.mse_loss(Tensor(np.full(2, 1e200)), np.zeros(2))
 
 
 def test_mse_loss_refuses_shapes_that_would_broadcast():
     with pytest.raises(ValueError, match=r"prediction shape \(4,\) and target shape \(4, 1\)"):
-        F.mse_loss(Tensor(np.zeros(4)), np.zeros((4, 1)))
+        losses.mse_loss(Tensor(np.zeros(4)), np.zeros((4, 1)))
 
 
 def test_cross_entropy_names_nan_and_inf_in_logits():
@@ -310,7 +311,7 @@ def test_cross_entropy_names_nan_and_inf_in_logits():
     logits[1, 1], logits[2, 0] = np.nan, np.inf
     with pytest.raises(FloatingPointError, match=r"logits contains NaN at 1 position and Inf at "
                                                  r"1 position \(first at index \(1, 1\)\)"):
-        F.softmax_cross_entropy(Tensor(logits), np.array([0, 1, 0]))
+        losses.softmax_cross_entropy(Tensor(logits), np.array([0, 1, 0]))
 
 
 @pytest.mark.parametrize("labels, error, message", [
@@ -323,9 +324,9 @@ def test_cross_entropy_names_nan_and_inf_in_logits():
 ])
 def test_cross_entropy_validates_labels(labels, error, message):
     with pytest.raises(error, match=message):
-        F.softmax_cross_entropy(Tensor(normal(3, 4)), labels)
+        losses.softmax_cross_entropy(Tensor(normal(3, 4)), labels)
 
 
 def test_cross_entropy_needs_2d_logits():
     with pytest.raises(ValueError, match=r"shape \(N, C\), got \(4,\)"):
-        F.softmax_cross_entropy(Tensor(normal(4)), np.array([0]))
+        losses.softmax_cross_entropy(Tensor(normal(4)), np.array([0]))

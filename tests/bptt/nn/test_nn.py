@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from bptt import Tensor
-from bptt import functions as F
+from bptt.engine import losses
 from bptt.nn import MLP, Linear, Module, Parameter, he_normal, xavier_uniform
 
 
@@ -169,7 +169,7 @@ def test_inspection_caches_x_z_delta_and_they_give_the_parameter_gradients():
     mlp = MLP([4, 6, 5, 3], rng=rng())
     x = rng(1).normal(size=(8, 4))
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
-    loss = F.softmax_cross_entropy(mlp(x, inspect=True), labels)
+    loss = losses.softmax_cross_entropy(mlp(x, inspect=True), labels)
     loss.backward()
     records = mlp.layer_records
     assert len(records) == 3
@@ -188,7 +188,7 @@ def test_inspection_caches_x_z_delta_and_they_give_the_parameter_gradients():
 def test_output_delta_of_mean_cross_entropy_is_softmax_minus_onehot_over_batch():
     mlp = MLP([4, 3], rng=rng())
     x, labels = rng(1).normal(size=(5, 4)), np.array([0, 2, 1, 1, 0])
-    F.softmax_cross_entropy(mlp(x, inspect=True), labels).backward()
+    losses.softmax_cross_entropy(mlp(x, inspect=True), labels).backward()
     z = mlp.layer_records[-1].z
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)

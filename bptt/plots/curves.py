@@ -13,8 +13,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bptt.io import atomic_write_bytes
-from bptt.memory import format_bytes
+from bptt.training.io import atomic_write_bytes
+from bptt.training.memory import format_bytes
 
 
 def plot_classifier_run(path, history: Sequence[dict], predict: Callable[[np.ndarray], np.ndarray],
@@ -81,7 +81,7 @@ OWN_STYLE = dict(linestyle="-", linewidth=1.8)                 # a curve unlike 
 
 def _identical_to(rows: Sequence[dict], values: Sequence[list]) -> list[str | None]:
     """For each row, the label of the first earlier row with exactly the same values, or None."""
-    from bptt.bench import label
+    from bptt.studies.bench import label
 
     found = []
     for k, v in enumerate(values):
@@ -93,7 +93,7 @@ def plot_training_curves(path, rows: Sequence[dict], title: str = "",
                          notes: Sequence[str] | None = None) -> None:
     """Loss against step and against wall-clock time, one line per strategy (PNG).
 
-    `rows`: `bptt.bench.benchmark` rows, each with `strategy`, `params` and a `history` of
+    `rows`: `bptt.studies.bench.benchmark` rows, each with `strategy`, `params` and a `history` of
     {step, loss, seconds}; `metric_name` and `metric` go into the legend when present, and so
     does `notes[k]` (one more line of text per row). A row whose losses equal an earlier row's
     bit for bit is labelled so ("= full") and drawn in a thinner, broken style over it: exact
@@ -103,7 +103,7 @@ def plot_training_curves(path, rows: Sequence[dict], title: str = "",
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
-    from bptt.bench import label
+    from bptt.studies.bench import label
 
     fig = Figure(figsize=(12, 4.6), layout="constrained")
     by_step, by_time = fig.subplots(1, 2, sharey=True)

@@ -20,9 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from bptt import io
+from bptt.training import io
 from bptt.nn.rnn import RNN
-from bptt.optim import SGD, Adam, Optimizer, clip_grad_norm, grad_norm
+from bptt.training.optim import SGD, Adam, Optimizer, clip_grad_norm, grad_norm
 from checkpointing.executor import Execution, execute
 from checkpointing.full import Full
 from checkpointing.plan import Plan
@@ -297,7 +297,7 @@ def identity_differences(saved: dict, now: dict) -> list[str]:
 def save_training_state(directory, state: TrainingState, identity: dict) -> None:
     """Save `state` in `directory`, atomically: the weights and optimiser buffers as
     safetensors, the rest (step, optimiser step count, the generator's state, history, and the
-    run's `identity`) as JSON. See `bptt.io.save_state` for how a crash is survived."""
+    run's `identity`) as JSON. See `bptt.training.io.save_state` for how a crash is survived."""
     optimizer = state.optimizer.state_dict()
     arrays = {f"model.{k}": v for k, v in state.model.state_dict().items()}
     arrays.update({f"optimizer.{k}": v for k, v in optimizer.pop("buffers").items()})
@@ -311,7 +311,7 @@ def save_training_state(directory, state: TrainingState, identity: dict) -> None
 def load_training_state(directory, setup: SequenceSetup, strategy) -> TrainingState:
     """The state saved in `directory`, to continue training with `setup` and `strategy`.
 
-    Raises `bptt.io.ModelFileError` (a ValueError) naming the file for a missing, corrupt or
+    Raises `bptt.training.io.ModelFileError` (a ValueError) naming the file for a missing, corrupt or
     foreign state, and naming every option that differs from the saved run's.
     """
     arrays, info = io.load_state(directory)

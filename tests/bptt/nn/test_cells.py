@@ -4,9 +4,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bptt import Tensor, gradcheck, graph_bytes
-from bptt import functions as F
+from bptt.engine import functions as F
 from bptt.nn.cells import CELLS, GRUCell, LSTMCell, RNNCell, make_cell
-from bptt.tensor import topological_order
+from bptt.engine.tensor import topological_order
 
 KINDS = list(CELLS)
 

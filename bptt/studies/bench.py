@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bptt.memory import rss_peak_mib, traced_peak
-from bptt.train import SequenceRun, SequenceSetup, StepRecord, train_sequence
+from bptt.training.memory import rss_peak_mib, traced_peak
+from bptt.training.train import SequenceRun, SequenceSetup, StepRecord, train_sequence
 from checkpointing.executor import execute
 from checkpointing.full import Full
 

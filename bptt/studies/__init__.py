@@ -1,0 +1,1 @@
+"""Studies: benchmarks of training runs under memory strategies (above `tasks`)."""
