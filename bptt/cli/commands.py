@@ -40,11 +40,10 @@ def make_setup(options: dict) -> SequenceSetup:
     if options["text_path"] is not None and options["task"] != "text":
         raise ValueError("--text is only for --task text")
     task = make_task(options["task"], seq_len=options["seq_len"], **extra)
-    chosen = {k: options[k] for k in ("batch", "lr") if options[k] is not None}
-    return SequenceSetup(task=task, cell=options["cell"], hidden=options["hidden"],
-                         steps=options["steps"], optimizer=options["optimizer"],
-                         seed=options["seed"], clip=options["clip"],
-                         on_nonfinite=options["on_nan"], **chosen)
+    chosen = {k: options[k] for k in ("batch", "lr", "hidden", "optimizer", "clip")
+              if options[k] is not None}
+    return SequenceSetup(task=task, cell=options["cell"], steps=options["steps"],
+                         seed=options["seed"], on_nonfinite=options["on_nan"], **chosen)
 
 
 def make_strategy(name: str, options: dict, profile: ChainProfile):
@@ -204,13 +203,12 @@ def _csv(rows: list[dict]) -> str:
     """One run: its per-step history. Several: one line per strategy."""
     out = text_io.StringIO()
     if len(rows) == 1 and "history" in rows[0]:
-        writer = csv.DictWriter(out, ["strategy", "step", "loss", "seconds", "skipped",
-                                      "grad_norm"])
+        writer = csv.DictWriter(out, ["strategy", *rows[0]["history"][0]])
         writer.writeheader()
         for record in rows[0]["history"]:
             writer.writerow({"strategy": label(rows[0]), **record})
     else:
-        keys = [k for k in rows[0] if k not in ("history", "params")]
+        keys = [k for k in rows[0] if k not in ("history", "params", "no_gradient")]
         writer = csv.DictWriter(out, ["label"] + keys)
         writer.writeheader()
         for row in rows:
@@ -231,51 +229,111 @@ def _save_grads(path: Path, extras: dict, row: dict) -> None:
 def train_iris(options: dict) -> None:
     """`--task iris`: the MLP trained layer-chain-wise with the chosen strategy."""
     from bptt.plots.curves import plot_classifier_run
+    from bptt.studies import iris_bench
     from tasks import iris
 
-    for option, key in (("--save-grads", "grads_path"), ("--csv", "csv_path"),
-                        ("--state-dir", "state_dir"), ("--state-every", "state_every"),
-                        ("--resume", "resume_dir")):
-        if options.get(key) is not None:
-            raise ValueError(f"{option} is for sequence tasks, not --task iris")
-    data = iris.load_data()
-    epochs, seed, lr = options["epochs"], options["seed"], options["lr"] or 0.1
-    batch = options["batch"] or 16  # the iris recipe's batch
+    data, train = iris.load_data(), _iris_training(options)
     name = options["strategy"]
-    start = time.perf_counter()
-    with _progress(epochs, "training iris", options["quiet"]) as bar:
-        run = iris.train(data, seed=seed, epochs=epochs, lr=lr, batch_size=batch,
-                         on_epoch=lambda record: bar.update(1),
-                         strategy=lambda profile: make_strategy(name, options, profile))
-    seconds = time.perf_counter() - start
-    final = run.final
-    history = [dataclasses.asdict(record) for record in run.history]
-    report = {"task": "iris", "strategy": name, "seed": seed, "epochs": epochs, "lr": lr,
-              "batch": batch, "test_accuracy": final.test_accuracy, "test_loss": final.test_loss,
-              "final_train_loss": final.train_loss, "train_seconds": seconds,
-              "history": history}
+    strategy = _per_batch_strategy(name, options)
+    measured = iris_bench.measure(data, strategy, train["seed"], train["batch_size"],
+                                  train["hidden"])  # before training: warns of unreached layers
+    with _progress(train["epochs"], "training iris", options["quiet"]) as bar:
+        row, run = iris_bench.benchmark(data, strategy, measured=measured,
+                                        on_epoch=lambda record: bar.update(1), **train)
     if not options["quiet"]:
-        click.echo(f"iris: seed {seed}, {epochs} epochs, SGD lr {lr}, batch {batch}, "
-                   f"strategy {name} over the MLP's {len(run.model.layers)} layers")
-        click.echo(f"  test accuracy     {final.test_accuracy:.4f}")
-        click.echo(f"  test loss         {final.test_loss:.4f}")
-        click.echo(f"  final train loss  {final.train_loss:.4f}")
-        click.echo(f"  time              {seconds:.2f} s")
-    if options.get("json_path") is not None:
-        _write(options["json_path"], io.atomic_write_json, report)
+        click.echo(_iris_summary(row))
+        click.echo(epoch_table(row["history"]))
+        click.echo(table([row]))
+    _write_outputs({**options, "plot_path": None}, [row], single=True)  # its own plot below
+    final = run.final
     if options.get("plot_path") is not None:
         test = data.x_test * data.std + data.mean
         _write(
-            options["plot_path"], plot_classifier_run, history,
+            options["plot_path"], plot_classifier_run, row["history"],
             iris.predict_petal_plane(run.model, data), points=test[:, 2:], labels=data.y_test,
             axis_names=("petal length (cm)", "petal width (cm)"), class_names=iris.CLASSES,
-            title=f"iris, seed {seed}: test accuracy {final.test_accuracy:.3f} "
+            title=f"iris, seed {row['seed']}: test accuracy {final.test_accuracy:.3f} "
                   f"(points: test set)")
     if options.get("save_dir") is not None:
-        config = {**run.model.config(), "task": "iris", "seed": seed,
+        config = {**run.model.config(), "task": "iris", "seed": row["seed"],
                   "features": list(iris.FEATURES), "classes": list(iris.CLASSES),
                   "input_mean": data.mean.tolist(), "input_std": data.std.tolist()}
         _write(options["save_dir"], io.save_model, run.model, config)
+
+
+def compare_iris(names: list[str], options: dict) -> None:
+    """`compare --task iris`: every strategy on the same seed and batches, one table."""
+    from bptt.studies import iris_bench
+    from tasks import iris
+
+    data, train = iris.load_data(), _iris_training(options)
+    reference = iris_bench.full_gradients(data, train["seed"], train["batch_size"],
+                                          train["hidden"])
+    measured = [iris_bench.measure(data, _per_batch_strategy(name, options), train["seed"],
+                                   train["batch_size"], train["hidden"], reference)
+                for name in names]  # every warning before any training
+    rows = []
+    for name, done in zip(names, measured):
+        with _progress(train["epochs"], f"{name:>10}", options["quiet"]) as bar:
+            row, _ = iris_bench.benchmark(data, _per_batch_strategy(name, options),
+                                          measured=done, on_epoch=lambda r: bar.update(1),
+                                          **train)
+        rows.append(row)
+    if not options["quiet"]:
+        click.echo(_iris_summary(rows[0]))
+        click.echo(table(rows))
+    _write_outputs({**options, "plot_path": None}, rows, single=False)
+    if options.get("plot_path") is not None:
+        from bptt.plots.curves import plot_training_curves
+        curves = [{**row, "history": [{"step": h["step"], "loss": h["train_loss"],
+                                       "seconds": h["seconds"]} for h in row["history"]]}
+                  for row in rows]
+        _write(options["plot_path"], plot_training_curves, curves,
+               title=f"iris, MLP {'-'.join(map(str, rows[0]['sizes']))}: training-set loss "
+                     f"after each epoch")
+
+
+def _iris_training(options: dict) -> dict:
+    """`iris_bench.benchmark`'s training options from the CLI's (iris defaults filled in)."""
+    hidden = options.get("layers")
+    if hidden is not None and options.get("hidden") is not None:
+        raise ValueError("give --hidden N (one hidden layer) or --layers N,N,... , not both")
+    return {"seed": options["seed"], "epochs": options["epochs"], "lr": options["lr"] or 0.1,
+            "batch_size": options["batch"] or 16,  # the iris recipe's batch
+            "hidden": hidden or (options.get("hidden") or 32,),
+            "optimizer": options["optimizer"] or "sgd", "clip": options["clip"],
+            "on_nonfinite": options["on_nan"]}
+
+
+def _per_batch_strategy(name: str, options: dict):
+    """The strategy for a batch's chain of layers (the last batch may be smaller)."""
+    return lambda profile: make_strategy(name, options, profile)
+
+
+def _iris_summary(row: dict) -> str:
+    sizes = "-".join(map(str, row["sizes"]))
+    return (f"iris: MLP {sizes} (a chain of {row['seq_len']} layers), seed {row['seed']}, "
+            f"{row['epochs']} epochs, {row['optimizer']} lr {row['lr']}, batch {row['batch']} "
+            f"(metric: test accuracy; trivial predictor {row['baseline_accuracy']:.4g})")
+
+
+EPOCH_COLUMNS = [("epoch", "epoch", "{}"), ("train loss", "train_loss", "{:.4f}"),
+                 ("train acc", "train_accuracy", "{:.3f}"), ("test loss", "test_loss", "{:.4f}"),
+                 ("test acc", "test_accuracy", "{:.3f}")]
+
+
+def epoch_table(history: list[dict], rows: int = 9) -> str:
+    """The per-epoch history as a compact aligned table: about `rows` evenly spaced epochs,
+    the first and the last always included (the whole history is in --json and --csv)."""
+    every = max(1, -(-len(history) // max(1, rows - 1)))
+    last = history[-1]["epoch"]
+    shown = [h for h in history if h["epoch"] in (1, last) or h["epoch"] % every == 0]
+    cells = [[h for h, _, _ in EPOCH_COLUMNS]] + \
+        [[f.format(h[k]) for _, k, f in EPOCH_COLUMNS] for h in shown]
+    widths = [max(len(r[c]) for r in cells) for c in range(len(EPOCH_COLUMNS))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def show_plan(options: dict) -> None:

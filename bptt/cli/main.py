@@ -21,10 +21,10 @@ from pathlib import Path
 
 import click
 
+from bptt.cli.options import SEQUENCE_TASKS, check_applicable, given_options
 from bptt.training.memory import parse_bytes
 
 STRATEGY_NAMES = ("full", "truncated", "checkpoint", "revolve", "adaptive")
-SEQUENCE_TASKS = ("adding", "copy", "reber", "text")
 TASKS = SEQUENCE_TASKS + ("iris",)
 CELLS = ("rnn", "lstm", "gru")
 
@@ -47,6 +47,19 @@ def _budget(ctx, param, value):
         return parse_bytes(value)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+
+
+def _layer_sizes(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        sizes = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"expected widths >= 1 separated by commas, e.g. 32,32; "
+                                 f"got {value!r}")
+    return sizes
 
 
 def _writable_file(ctx, param, path: Path | None) -> Path | None:
@@ -122,7 +135,10 @@ model_options = _stack(
                  help="text task: a UTF-8 text file (default: the built-in text)."),
     click.option("--cell", type=click.Choice(CELLS), default="rnn", show_default=True),
     click.option("--seq-len", type=click.IntRange(min=1), help="T (default: the task's)."),
-    click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True),
+    click.option("--hidden", type=click.IntRange(min=1),
+                 help="Hidden units (default 64 for sequence tasks, 32 for iris)."),
+    click.option("--layers", callback=_layer_sizes,
+                 help="iris: hidden layer widths, e.g. 32,32 (default: one of --hidden)."),
     click.option("--batch", type=click.IntRange(min=1),
                  help="Minibatch size (default 32 for sequence tasks, 16 for iris)."),
     click.option("--steps", type=click.IntRange(min=1), default=400, show_default=True,
@@ -131,10 +147,11 @@ model_options = _stack(
                  help="Epochs (iris)."),
     click.option("--lr", type=float, callback=_finite_positive,
                  help="Learning rate (default 0.003 for sequence tasks, 0.1 for iris)."),
-    click.option("--optimizer", type=click.Choice(("adam", "sgd")), default="adam",
-                 show_default=True, help="Sequence tasks (iris uses SGD)."),
-    click.option("--clip", type=float, default=1.0, show_default=True,
-                 callback=_finite_positive, help="Largest global gradient norm."),
+    click.option("--optimizer", type=click.Choice(("adam", "sgd")),
+                 help="Default adam for sequence tasks, sgd for iris."),
+    click.option("--clip", type=float, callback=_finite_positive,
+                 help="Largest global gradient norm (default 1.0 for sequence tasks, none "
+                      "for iris)."),
     click.option("--on-nan", type=click.Choice(("stop", "skip")), default="stop",
                  show_default=True, help="On NaN/Inf: stop naming the step, or skip it."),
     click.option("--seed", type=click.IntRange(min=0), default=42, show_default=True),
@@ -173,6 +190,7 @@ def main(ctx: click.Context, **options) -> None:
         return
     from bptt.cli import commands
     with _bad_input(), _one_line_warnings():
+        check_applicable(options["task"], [options["strategy"]], given_options(ctx))
         if options["task"] == "iris":
             commands.train_iris(options)
         else:
@@ -188,18 +206,21 @@ def main(ctx: click.Context, **options) -> None:
 @_output_file("--csv", "csv_path", "Write the table to this CSV file.")
 @_output_file("--plot", "plot_path",
               "Write the comparison plots (loss against step and time) as PNG.")
-def compare(**options) -> None:
+@click.pass_context
+def compare(ctx: click.Context, **options) -> None:
     """Run several strategies side by side on the same seed and batches."""
     names = [n.strip() for n in options["strategies"].split(",") if n.strip()]
     unknown = [n for n in names if n not in STRATEGY_NAMES]
     if unknown or not names:
         raise BadInput(f"unknown strategy {unknown[0]!r} in --strategies; choose from "
                        f"{', '.join(STRATEGY_NAMES)}" if unknown else "--strategies is empty")
-    if options["task"] == "iris":
-        raise BadInput("compare runs sequence tasks; use --task adding, copy, reber or text")
     from bptt.cli import commands
     with _bad_input(), _one_line_warnings():
-        commands.compare(names, options)
+        check_applicable(options["task"], names, given_options(ctx), "--strategies")
+        if options["task"] == "iris":
+            commands.compare_iris(names, options)
+        else:
+            commands.compare(names, options)
 
 
 @main.command()

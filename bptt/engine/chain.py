@@ -90,8 +90,17 @@ class Chain(ABC):
         its parameter gradients (to add them up over blocks of steps) adds the rest now."""
 
     def external_arrays(self) -> list[np.ndarray]:
-        """Arrays that exist whatever the strategy (inputs, targets, parameters): not cache."""
-        return []
+        """Arrays that exist whatever the strategy (inputs, targets, parameters): not cache.
+
+        By default, every array the chain object holds: its attributes that are ndarrays or
+        Tensors, the parameters of any attribute with a `parameters()` method (a model), and
+        the same inside lists, tuples and dicts among them. A chain written as the README shows
+        (`self.model, self.inputs, self.targets = ...`) is therefore counted right without an
+        override: a step's tape refers to its input slice and to the weights, and counting those
+        as cache made a small chain's peak look about 20x too large. Override it when the
+        chain holds per-run work arrays that should count, or reaches data another way.
+        """
+        return list(_held_arrays(getattr(self, "__dict__", {}).values()))
 
 
 class TapedChain(Chain):
@@ -157,6 +166,21 @@ class TapedChain(Chain):
         output_ids = {id(_buffer(a)) for a in tape.state}
         tape_bytes = _unique_bytes(tape.arrays(), external | output_ids)
         return _unique_bytes(list(state), external), tape_bytes
+
+
+def _held_arrays(values, depth: int = 3):
+    """The ndarrays among `values`: arrays, Tensors' data, models' parameters, and those in
+    lists, tuples and dicts, looked into `depth` levels deep (no other objects are entered)."""
+    for value in values:
+        if isinstance(value, np.ndarray):
+            yield value
+        elif isinstance(value, Tensor):
+            yield value.data
+        elif callable(getattr(value, "parameters", None)):
+            yield from (p.data for p in value.parameters())
+        elif depth > 0 and isinstance(value, (list, tuple, dict)):
+            yield from _held_arrays(value.values() if isinstance(value, dict) else value,
+                                    depth - 1)
 
 
 def _buffer(array: np.ndarray) -> np.ndarray:

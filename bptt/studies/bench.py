@@ -12,11 +12,14 @@
 """
 from __future__ import annotations
 
+import warnings
+from typing import Callable
+
 import numpy as np
 
 from bptt.training.memory import rss_peak_mib, traced_peak
 from bptt.training.train import SequenceRun, SequenceSetup, StepRecord, train_sequence
-from checkpointing.executor import execute
+from checkpointing.executor import Execution, execute
 from checkpointing.full import Full
 
 
@@ -24,19 +27,53 @@ def first_batch_gradients(setup: SequenceSetup, strategy, measure: bool = False)
     """Gradients of the initial weights on the first batch: (model, inputs, targets, {name:
     grad}, execution, traced peak bytes, RSS peak MiB). Peaks are measured when `measure`."""
     model, inputs, targets = setup.first_batch()
-    chain = model.chain(inputs, targets)
+    return (model, inputs, targets,
+            *measured_gradients(model, lambda: model.chain(inputs, targets), strategy, measure))
+
+
+def measured_gradients(model, make_chain: Callable[[], object], strategy,
+                       measure: bool = False) -> tuple[dict, Execution, int | None,
+                                                       float | None]:
+    """({name: grad}, execution, traced peak bytes, RSS peak MiB) of one gradient of `model`
+    taken with `strategy` on the chain `make_chain()` builds (a fresh one per run). Peaks are
+    measured when `measure` (after a warm-up run), else None; the model's gradients are left
+    as the last run made them."""
+    chain = make_chain()
     plan = strategy.plan(chain.profile())
     traced = rss = None
     if measure:
-        execute(plan, model.chain(inputs, targets))  # warm-up: first-call allocations
+        execute(plan, make_chain())  # warm-up: first-call allocations
         model.zero_grad()
-        traced, _ = traced_peak(lambda: execute(plan, model.chain(inputs, targets)))
+        traced, _ = traced_peak(lambda: execute(plan, make_chain()))
         model.zero_grad()
-        rss, _ = rss_peak_mib(lambda: execute(plan, model.chain(inputs, targets)))
-        model.zero_grad()
+        rss, _ = rss_peak_mib(lambda: execute(plan, make_chain()))
+    model.zero_grad()
     execution = execute(plan, chain)
-    grads = {name: p.grad.copy() for name, p in model.named_parameters()}
-    return model, inputs, targets, grads, execution, traced, rss
+    grads = {name: np.zeros_like(p.data) if p.grad is None else p.grad.copy()
+             for name, p in model.named_parameters()}  # None: the plan never reached it
+    return grads, execution, traced, rss
+
+
+def parameters_without_gradient(grads: dict, reference: dict) -> list[str]:
+    """Names of the parameters whose gradient is exactly zero in `grads` although `full`'s
+    (`reference`) is not: a strategy that cannot reach them (a truncation window shorter than
+    an MLP's chain of layers never reaches its first layers), so they would never learn."""
+    return [name for name, g in grads.items()
+            if not np.any(g) and np.any(reference[name])]
+
+
+def warn_unreached(strategy, grads: dict, reference: dict, length: int) -> list[str]:
+    """Warn (`UserWarning`) naming the parameters `strategy` gives no gradient; returns them."""
+    missing = parameters_without_gradient(grads, reference)
+    if missing:
+        why = ""
+        if getattr(strategy, "k2", None) is not None and strategy.k2 < length:
+            why = (f": its window of k2={strategy.k2} steps is shorter than the chain's "
+                   f"{length} steps (k2 >= {length} or an exact strategy reaches them)")
+        name = label({"strategy": strategy.name, "params": strategy_params(strategy)})
+        warnings.warn(f"{name} gives no gradient to {', '.join(missing)}{why}; they will keep "
+                      f"their initial values", UserWarning, stacklevel=2)
+    return missing
 
 
 def max_abs_diff(a: dict, b: dict) -> float:
@@ -56,13 +93,14 @@ def benchmark(setup: SequenceSetup, strategy, reference: dict | None = None,
         setup, strategy, measure=True)
     if reference is None:
         reference = grads if isinstance(strategy, Full) else first_batch_gradients(setup, Full())[3]
+    warn_unreached(strategy, grads, reference, setup.task.seq_len)
     extras = {"inputs": inputs, "targets": targets,
               "weights": {n: p.data.copy() for n, p in model.named_parameters()},
               "grads": grads}
     run = train_sequence(setup, strategy, on_step=on_step, **training)
     stats = execution.stats
     row = {
-        "strategy": strategy.name, "params": _params(strategy),
+        "strategy": strategy.name, "params": strategy_params(strategy),
         "task": setup.task.name, "cell": setup.cell, "seq_len": setup.task.seq_len,
         "hidden": setup.hidden, "batch": setup.batch, "seed": setup.seed, "steps": setup.steps,
         "lr": setup.lr, "optimizer": setup.optimizer, "dtype": setup.dtype,
@@ -83,7 +121,7 @@ def label(row: dict) -> str:
     return f"{row['strategy']}({params})" if params else row["strategy"]
 
 
-def _params(strategy) -> dict:
+def strategy_params(strategy) -> dict:
     return {k: v for k, v in vars(strategy).items() if not k.startswith("_")}
 
 
