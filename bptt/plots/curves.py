@@ -219,10 +219,12 @@ def plot_pareto(path, rows: Sequence[dict], title: str = "") -> list[int]:
     counted, so the time panel's noise can be told from the trade-off itself. Returns the
     indices of the rows on the time front (`pareto_front`).
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
     fig = Figure(figsize=(13, 5.2), layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer, to measure the tags' extents
     by_time, by_forwards = fig.subplots(1, 2, sharex=True)
     memory = [r["peak_cache_bytes"] for r in rows]
     fronts = []
@@ -232,10 +234,6 @@ def plot_pareto(path, rows: Sequence[dict], title: str = "") -> list[int]:
             chosen = [i for i, r in enumerate(rows) if r["strategy"] == name]
             ax.scatter([memory[i] for i in chosen], [values[i] for i in chosen], s=40,
                        marker="osD^v"[k % 5], color=f"C{k}", label=name, zorder=3)
-            above = (k // 2) % 2 == 0  # the third and fourth strategies' tags go below
-            for i in (i for i in chosen if rows[i].get("tag")):
-                ax.annotate(rows[i]["tag"], (memory[i], values[i]), textcoords="offset points",
-                            xytext=(4, 4 if above else -11), fontsize=7, color=f"C{k}")
         front = pareto_front(list(zip(memory, values)))
         fronts.append(front)
         xs, ys = [memory[i] for i in front], [values[i] for i in front]
@@ -263,8 +261,75 @@ def plot_pareto(path, rows: Sequence[dict], title: str = "") -> list[int]:
     by_time.legend(fontsize="small")
     fig.suptitle(title or f"every exact strategy, T={rows[0]['seq_len']}: circled points "
                           f"form the Pareto front")
+    colour = {name: f"C{k}" for k, name in enumerate(_group(rows, "strategy"))}
+    tagged = [i for i, r in enumerate(rows) if r.get("tag")]
+    fig.canvas.draw()  # lay the figure out once, then keep it so the measured places hold
+    fig.set_layout_engine("none")
+    for ax, values in ((by_time, [r["step_time_s"] for r in rows]),
+                       (by_forwards, [r["forward_steps"] / r["seq_len"] for r in rows])):
+        place_labels(ax, [(memory[i], values[i]) for i in tagged],
+                     [rows[i]["tag"] for i in tagged],
+                     [colour[rows[i]["strategy"]] for i in tagged],
+                     avoid=list(zip(memory, values)))
     save_png(fig, path)
     return fronts[0]
+
+
+# Offsets (points) tried in turn for a label, nearest first: right, above, left, below and the
+# diagonals, at growing distances; a label placed away from its point gets a thin leader line.
+_LABEL_OFFSETS = [(r * dx, r * dy) for r in (5, 11, 18, 27, 38, 52)
+                  for dx, dy in ((1, 0.4), (0, 1), (-1, 0.4), (0, -1.6), (1, -1.2), (-1, -1.2),
+                                 (1, 1), (-1, 1))]
+
+
+def place_labels(ax, points, texts, colours, avoid=(), fontsize: float = 7,
+                 marker_points: float = 12.0) -> list:
+    """Annotate each data point with its text where it overlaps no other label and no marker.
+
+    `points`: (x, y) in data coordinates; `avoid`: more points whose markers (a square of
+    `marker_points` points around each) labels must not cover. Each label takes the first of
+    `_LABEL_OFFSETS` that is free (nearest first), else the one with the least overlap; a
+    label more than a few points away gets a leader line. The figure must be laid out (drawn
+    once) and keep that layout. Returns the annotations, in the order of `points`.
+    """
+    from matplotlib.transforms import Bbox
+
+    renderer = ax.figure.canvas.get_renderer()
+    scale = ax.figure.dpi / 72  # points to pixels
+    half = marker_points * scale / 2
+    taken = [Bbox.from_extents(x - half, y - half, x + half, y + half)
+             for x, y in ax.transData.transform(list(avoid) or np.empty((0, 2)))]
+    placed = []
+    for (x, y), text, colour in zip(points, texts, colours):
+        best = None
+        for dx, dy in _LABEL_OFFSETS:
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy),
+                                fontsize=fontsize, color=colour, va="center", zorder=5,
+                                ha="center" if dx == 0 else "left" if dx > 0 else "right")
+            box = label.get_window_extent(renderer)
+            overlap = sum(_overlap_area(box, other) for other in taken)
+            if best is None or overlap < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (overlap, label, box, (dx, dy))
+            else:
+                label.remove()
+            if overlap == 0:
+                break
+        _, label, box, (dx, dy) = best
+        if abs(dx) + abs(dy) > 12:
+            ax.annotate("", (x, y), textcoords="offset points", xytext=(dx, dy),
+                        arrowprops=dict(arrowstyle="-", color=colour, linewidth=0.5,
+                                        shrinkA=0, shrinkB=3), zorder=4)
+        taken.append(box)
+        placed.append(label)
+    return placed
+
+
+def _overlap_area(a, b) -> float:
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return width * height if width > 0 and height > 0 else 0.0
 
 
 def plot_state_gradients(path, states: np.ndarray, grads: np.ndarray, loss_step: int,

@@ -113,3 +113,52 @@ def test_state_gradient_heatmaps(tmp_path):
                                lag_range=(1, 2), title="t")
     plots.plot_state_gradients(tmp_path / "h2.png", states, grads, loss_step=20)
     assert is_png(tmp_path / "h.png") and is_png(tmp_path / "h2.png")
+
+
+def _tag_boxes(ax):
+    renderer = ax.figure.canvas.get_renderer()
+    return [t.get_window_extent(renderer) for t in ax.texts if t.get_text()]
+
+
+def _overlaps(a, b):
+    return min(a.x1, b.x1) > max(a.x0, b.x0) and min(a.y1, b.y1) > max(a.y0, b.y0)
+
+
+def test_pareto_tags_never_overlap_even_in_a_dense_cluster(tmp_path, monkeypatch):
+    # the README's crowded 400 KiB - 1 MiB cluster: twelve points within a factor 2.5
+    rng = np.random.default_rng(0)
+    rows = [{"strategy": name, "peak_cache_bytes": 4e5 * 2.5 ** rng.random(),
+             "step_time_s": 0.05 + 0.01 * rng.random(), "forward_steps": 2000 + k,
+             "seq_len": 1000, "tag": f"{name[0]}={k}"}
+            for k, name in enumerate(["checkpoint", "revolve", "adaptive"] * 4)]
+    rows.append({"strategy": "full", "peak_cache_bytes": 8e6, "step_time_s": 0.047,
+                 "forward_steps": 1000, "seq_len": 1000, "tag": "full"})
+    figures = []
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.append(fig))
+    plots.plot_pareto(tmp_path / "p.png", rows)
+    for ax in figures[0].axes[:2]:
+        boxes = _tag_boxes(ax)
+        assert len(boxes) == len(rows)
+        for i, a in enumerate(boxes):
+            assert not any(_overlaps(a, b) for b in boxes[i + 1:]), ax.get_title()
+
+
+def test_place_labels_keeps_labels_off_each_other_and_off_the_markers():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 3))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    points = [(1 + 0.01 * k, 1 + 0.01 * (k % 3)) for k in range(8)] + [(2, 2)]
+    ax.scatter(*zip(*points))
+    ax.set(xlim=(0.5, 2.5), ylim=(0.5, 2.5))
+    fig.canvas.draw()
+    labels = plots.place_labels(ax, points, [f"point {k}" for k in range(9)], ["k"] * 9,
+                                avoid=points)
+    renderer = fig.canvas.get_renderer()
+    boxes = [label.get_window_extent(renderer) for label in labels]
+    for i, a in enumerate(boxes):
+        assert not any(_overlaps(a, b) for b in boxes[i + 1:])
+    for x, y in ax.transData.transform(points):
+        assert not any(b.x0 < x < b.x1 and b.y0 < y < b.y1 for b in boxes)
