@@ -4,9 +4,13 @@ A tanh RNN (hidden 64) on one embedded-Reber sequence (T=200), before and after 
 training with full BPTT. The sequence is unrolled step by step with `chain.step` on Tensors,
 each hidden state kept with `retain_grad()`; the loss of one long-range step c (where the model
 must repeat the branch symbol read at step b, many steps back) is backpropagated, giving
-dL_c/dh_t for every t <= c. The figure shows h_t and log10 |dL_c/dh_t| (units x time) for the
-trained model, and how fast |dL_c/dh_{c-lag}| shrinks with the lag, averaged over every
-long-range step of a few sequences, for both models. Writes heatmap.png and heatmap.json.
+dL_c/dh_t for every t <= c. Each panel says one thing about the trained model on that sequence:
+1. what it remembers: h_t with the other branch symbol read at b minus h_t as read, units
+   sorted by that change at c: zero before b, and what survives until c is the memory;
+2. what the loss at c depends on: log10 |dL_c/dh_t|, fading towards the past (same unit order);
+3. how fast that dependence vanishes: |dL_c/dh_{c-lag}| / |dL_c/dh_c| against the lag, a
+   geometric mean over every long-range step of a few sequences, untrained and trained.
+Writes heatmap.png and heatmap.json.
 
     python scripts/figure_heatmap.py            # results/figures/heatmap.{png,json}
 """
@@ -100,6 +104,11 @@ def main(seq_len, hidden, train_steps, sequences, max_lag, seed, out, quick):
         raise click.UsageError(f"the sequence has no long-range step within T={seq_len}")
     branch, loss_step = max(pairs, key=lambda bc: bc[1] - bc[0])
     states, grads = unroll(trained, inputs, targets, loss_step)
+    flipped = inputs.copy()  # the other branch symbol (T <-> P) read at step b, all else equal
+    t, p = SYMBOLS.index("T"), SYMBOLS.index("P")
+    flipped[branch, 0, [t, p]] = inputs[branch, 0, [p, t]]
+    change = unroll(trained, flipped, targets, loss_step)[0] - states
+    order = np.argsort(-np.abs(change[loss_step]), kind="stable")  # most changed units first
     curves = {}
     for name, model in (("untrained", untrained), (f"trained ({train_steps} steps)", trained)):
         # the same sequences for both models
@@ -108,8 +117,11 @@ def main(seq_len, hidden, train_steps, sequences, max_lag, seed, out, quick):
         curves[name] = (lags, ratios)
     out.mkdir(parents=True, exist_ok=True)
     plot_state_gradients(
-        out / "heatmap.png", states, grads, loss_step,
+        out / "heatmap.png", change[:, order], grads[:, order], loss_step,
         marks=[(f"branch symbol read, b={branch}", branch)], decay=curves,
+        states_title="what the network remembers: h_t after reading the other branch symbol "
+                     "at b, minus h_t (units sorted by the change at c)",
+        states_label="change in h",
         lag_range=(min(spans), max(spans)) if spans else None,
         title=f"tanh RNN (hidden {hidden}) after {train_steps} training steps, one embedded "
               f"Reber sequence of T={seq_len}: long-range step c={loss_step}, lag "
@@ -121,10 +133,15 @@ def main(seq_len, hidden, train_steps, sequences, max_lag, seed, out, quick):
         click.echo(f"{name:>22}: " + ", ".join(f"lag {k}: {v:.2g}" for k, v in shown.items()))
     click.echo(f"one sequence, trained: |dL_c/dh_b| / |dL_c/dh_c| = {ratio:.3g} "
                f"at lag {loss_step - branch}")
+    moved = np.linalg.norm(change, axis=1)
+    click.echo(f"flipping the branch symbol at b={branch} changes |h| by "
+               f"{moved[max(branch - 1, 0)]:.3g} at b-1, {moved[branch]:.3g} at b, "
+               f"{moved[loss_step]:.3g} at c={loss_step}")
     atomic_write_json(out / "heatmap.json", {
         "task": "reber", "seq_len": seq_len, "hidden": hidden, "train_steps": train_steps,
         "seed": seed, "pairs": pairs, "branch_step": branch, "loss_step": loss_step,
         "grad_norms": norms.tolist(), "branch_over_loss_step_ratio": ratio,
+        "branch_change_norms": np.linalg.norm(change, axis=1).tolist(),
         "long_range_lags": spans,
         "decay": {name: {"lags": lags, "ratios": ratios}
                   for name, (lags, ratios) in curves.items()}})

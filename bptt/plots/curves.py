@@ -335,10 +335,14 @@ def _overlap_area(a, b) -> float:
 def plot_state_gradients(path, states: np.ndarray, grads: np.ndarray, loss_step: int,
                          marks: Sequence[tuple[str, int]] = (),
                          decay: dict[str, tuple[Sequence[int], Sequence[float]]] | None = None,
-                         lag_range: tuple[int, int] | None = None, title: str = "") -> None:
+                         lag_range: tuple[int, int] | None = None, title: str = "",
+                         states_title: str = "hidden state h_t (units x time)",
+                         states_label: str = "h (tanh units)") -> None:
     """Heatmaps of a recurrent network's hidden states and of a loss's gradient over time (PNG).
 
-    `states`: (T, H) hidden states, column t the state after step t; `grads`: (T, H), the
+    `states`: (T, H) per-unit values over time, row t after step t: the hidden states, or what
+    one input changes in them (a difference of two runs), drawn on a colour scale symmetric
+    about 0 and named by `states_title` and `states_label`; `grads`: (T, H), the
     gradient of the loss at step `loss_step` with respect to each state (zero after it), drawn
     as log10 of its magnitude, so vanishing gradients show as colour fading towards the past.
     `marks`: (text, step) pairs drawn as vertical lines (the step the loss depends on, say).
@@ -353,10 +357,11 @@ def plot_state_gradients(path, states: np.ndarray, grads: np.ndarray, loss_step:
     axes = fig.subplots(panels, 1)
     T, H = states.shape
     extent = (-0.5, T - 0.5, H - 0.5, -0.5)
-    image = axes[0].imshow(states.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1,
+    limit = max(float(np.abs(states).max()), 1e-12)
+    image = axes[0].imshow(states.T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
                            interpolation="nearest", extent=extent)
-    fig.colorbar(image, ax=axes[0], label="h (tanh units)")
-    axes[0].set(ylabel="hidden unit", title="hidden state h_t (units x time)")
+    fig.colorbar(image, ax=axes[0], label=states_label)
+    axes[0].set(ylabel="hidden unit", title=states_title)
     magnitude = np.abs(np.asarray(grads, float)).T
     with np.errstate(divide="ignore"):
         logs = np.where(magnitude > 0, np.log10(magnitude), np.nan)
@@ -366,7 +371,7 @@ def plot_state_gradients(path, states: np.ndarray, grads: np.ndarray, loss_step:
                            interpolation="nearest", extent=extent)
     fig.colorbar(image, ax=axes[1], label="log10 |dL_c/dh_t|")
     axes[1].set(ylabel="hidden unit", xlabel="time step t",
-                title=f"log10 |dL_c/dh_t|: gradient of the loss at step c={loss_step} "
+                title=f"what the loss at step c={loss_step} depends on: log10 |dL_c/dh_t| "
                       f"(white: zero, after c)")
     for ax in axes[:2]:
         ax.axvline(loss_step, color="black", linewidth=1.5, linestyle="--",
