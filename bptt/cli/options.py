@@ -26,8 +26,8 @@ IRIS_ONLY = {"epochs": "--epochs", "layers": "--layers"}
 
 #: The parameter names of the options that work for every task.
 EVERY_TASK = frozenset({
-    "task", "strategy", "strategies", "hidden", "batch", "lr", "optimizer", "clip", "on_nan", "seed",
-    "quiet", "json_path", "csv_path", "plot_path", "save_dir",
+    "task", "strategy", "strategies", "hidden", "batch", "lr", "optimizer", "clip", "on_nan",
+    "seed", "quiet", "json_path", "csv_path", "plot_path", "save_dir",
 })
 
 #: {parameter name: (flag, the strategy it parameterises)}.

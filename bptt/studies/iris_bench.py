@@ -57,7 +57,8 @@ def measure(data: iris.IrisData, strategy: Strategy, seed: int, batch_size: int,
     stats = execution.stats
     return {
         "strategy": chosen.name, "params": strategy_params(chosen), "task": "iris",
-        "cell": "mlp",        "seq_len": profile.length, "hidden": list(hidden), "sizes": list(model.sizes),
+        "cell": "mlp", "seq_len": profile.length, "hidden": list(hidden),
+        "sizes": list(model.sizes),
         "batch": batch_size, "seed": seed,
         "peak_cache_bytes": execution.peak_cache_bytes, "peak_traced_bytes": traced,
         "peak_rss_mib": rss, "forward_steps": stats.forward_steps,

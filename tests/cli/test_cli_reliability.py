@@ -190,7 +190,8 @@ BAD = [  # (arguments, or a function of tmp_path giving them; what the message m
     (lambda d: ["--resume", d], "holds no saved training state"),
     (["--state-every", "3"], "--state-every needs --state-dir DIR (or --resume DIR)"),
     (["--state-every", "0"], "0 is not in the range x>=1"),
-    (lambda d: ["--task", "iris", "--state-dir", d / "s"], "is for sequence tasks, not --task iris"),
+    (lambda d: ["--task", "iris", "--state-dir", d / "s"],
+     "is for sequence tasks, not --task iris"),
 ]
 
 
