@@ -21,7 +21,8 @@ from pathlib import Path
 
 import click
 
-from bptt.cli.options import SEQUENCE_TASKS, check_applicable, given_options
+from bptt.cli.options import (SEQUENCE_TASKS, check_applicable, check_strategy_parameters,
+                              given_options)
 from bptt.training.memory import parse_bytes
 
 STRATEGY_NAMES = ("full", "truncated", "checkpoint", "revolve", "adaptive")
@@ -235,10 +236,12 @@ def compare(ctx: click.Context, **options) -> None:
 @_output_file("--json", "json_path",
               "Write the counts as JSON to this file ('-' for standard output).")
 @_output_file("--plot", "plot_path", "Draw the plan (step against time) as PNG.")
-def plan(**options) -> None:
+@click.pass_context
+def plan(ctx: click.Context, **options) -> None:
     """Plan one training step for a chain and print its counts, without training."""
     from bptt.cli import commands
     with _bad_input():
+        check_strategy_parameters([options["strategy"]], given_options(ctx))
         commands.show_plan(options)
 
 

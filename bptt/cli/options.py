@@ -63,6 +63,14 @@ def check_applicable(task: str, strategies: Iterable[str], given: set[str],
             if name in given:
                 hint = " (iris trains for --epochs)" if name == "steps" else ""
                 raise ValueError(f"{flag} is for sequence tasks, not --task {task}{hint}")
+    check_strategy_parameters(strategies, given, strategies_flag)
+
+
+def check_strategy_parameters(strategies: Iterable[str], given: set[str],
+                              strategies_flag: str = "--strategy") -> None:
+    """Raise ValueError naming the first given strategy parameter (`--slots`, ...) that none
+    of `strategies` uses."""
+    strategies = list(strategies)
     for name, (flag, owner) in STRATEGY_PARAMETERS.items():
         if name in given and owner not in strategies:
             chosen = ",".join(strategies)

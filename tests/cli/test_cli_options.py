@@ -70,6 +70,14 @@ def test_a_strategy_parameter_for_a_strategy_not_run_is_refused(args, message):
         assert result.output == f"Error: {message}\n"
 
 
+def test_plan_refuses_a_parameter_of_another_strategy():
+    result = run("plan", "--strategy", "full", "--slots", "5")
+    assert result.exit_code == 2
+    assert result.output == ("Error: --slots is a parameter of revolve, and --strategy full "
+                             "does not run it\n")
+    assert run("plan", "--strategy", "revolve", "--slots", "5").exit_code == 0
+
+
 def test_hidden_and_layers_size_the_iris_mlp(tmp_path):
     for args, sizes in ((["--hidden", "16"], [4, 16, 3]), (["--layers", "32,32"], [4, 32, 32, 3]),
                         ([], [4, 32, 3])):
