@@ -8,7 +8,7 @@ the plan says, and counting the bytes they keep alive: the exact peak cache of t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Hashable, Iterable
 
 import numpy as np
 
@@ -32,28 +32,33 @@ class Execution:
 
 
 class _Ledger:
-    """Bytes held, each buffer counted once however many held things share it."""
+    """Bytes held, each buffer counted once however many held things share it.
 
-    def __init__(self, external: Iterable[np.ndarray]):
-        self.external = {id(_buffer(a)) for a in external}
-        self.count: dict[int, int] = {}
-        self.size: dict[int, int] = {}
-        self.holders: dict[tuple, list[int]] = {}
+    `buffers` is the chain's: it names the memory buffer behind each array (NumPy: the array
+    that owns the data; torch: the tensor's storage) as an (identity, nbytes) pair, so views
+    of one buffer are one entry and the count stays exact whatever the framework.
+    """
+
+    def __init__(self, buffers: Callable[[Iterable], Iterable[tuple[Hashable, int]]],
+                 external: Iterable):
+        self.buffers = buffers
+        self.external = {i for i, _ in buffers(external)}
+        self.count: dict[Hashable, int] = {}
+        self.size: dict[Hashable, int] = {}
+        self.holders: dict[tuple, list[Hashable]] = {}
         self.bytes = self.peak = 0
 
-    def hold(self, key: tuple, arrays: Iterable[np.ndarray]) -> None:
+    def hold(self, key: tuple, arrays: Iterable) -> None:
         ids = []
         count, external = self.count, self.external
-        for a in arrays:
-            b = a if a.base is None else _buffer(a)
-            i = id(b)
+        for i, nbytes in self.buffers(arrays):
             if i in external or i in ids:
                 continue
             ids.append(i)
             n = count.get(i, 0)
             if n == 0:
-                self.size[i] = b.nbytes
-                self.bytes += b.nbytes
+                self.size[i] = nbytes
+                self.bytes += nbytes
             count[i] = n + 1
         self.holders[key] = ids
         if self.bytes > self.peak:
@@ -70,12 +75,6 @@ class _Ledger:
                 del count[i]
 
 
-def _buffer(array: np.ndarray) -> np.ndarray:
-    while isinstance(array.base, np.ndarray):
-        array = array.base
-    return array
-
-
 def execute_online(policy, chain, profile: ChainProfile | None = None) -> Execution:
     """Run an online policy on `chain`, telling it of each step as it arrives and of the length
     only at the end: `policy.forward(i)` for i = 0, 1, ..., then `policy.reverse(T)`.
@@ -83,15 +82,29 @@ def execute_online(policy, chain, profile: ChainProfile | None = None) -> Execut
     For sequences whose length is not known in advance (`checkpointing.OnlineCheckpointing`):
     memory stays bounded by the policy's slots however long the chain, and the gradient is
     exact. Each action is checked just before it runs (the plan does not exist beforehand).
+
+    A chain whose `length` is None is a stream (a `while not done` loop): before each step i
+    the executor asks `chain.ended(i, state)` with state i, and the first True ends it after i
+    steps (`Execution.stats.length`). A stream's sizes are not known beforehand, so its
+    `stats` count states and tapes as one unit each.
     """
     T = chain.length
-    replay = Replay(T, profile or ChainProfile.uniform(T), exact=True)
+    if T is None and profile is not None:
+        raise ValueError("a stream (chain.length None) has no profile beforehand; pass none")
+    replay = Replay(T or 1, profile or ChainProfile.uniform(T or 1), exact=True)
     run = _Run(chain)
 
     def actions():
-        for i in range(T):
+        i = 0
+        while i < T if T is not None else not chain.ended(i, run.current):
+            if i >= replay.T:
+                replay.grow(i + 1)
             yield from policy.forward(i)
-        yield from policy.reverse(T)
+            i += 1
+        if i == 0:
+            raise ValueError("the stream ended before its first step: chain.ended(0, state 0) "
+                             "is true, and there is nothing to differentiate")
+        yield from policy.reverse(i)
 
     try:
         for k, action in enumerate(actions()):
@@ -128,7 +141,7 @@ class _Run:
 
     def __init__(self, chain):
         self.chain = chain
-        self.ledger = _Ledger(chain.external_arrays())
+        self.ledger = _Ledger(chain.buffers, chain.external_arrays())
         self.current = chain.initial_state()
         self.slots: dict[int, tuple] = {}
         self.tapes: dict[int, object] = {}

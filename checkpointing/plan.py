@@ -243,6 +243,18 @@ class Replay:
         if not 0 <= i < top:
             self._fail(k, action, f"index {i} outside 0..{top - 1}")
 
+    def grow(self, length: int) -> None:
+        """Lengthen the chain to `length` steps: a stream whose end is not known yet grows one
+        step at a time (`execute_online`). The new steps have the sizes of step 0."""
+        if length < self.T:
+            raise ValueError(f"a replay can only grow: it has {self.T} steps, got {length}")
+        profile = self.profile
+        self.profile = ChainProfile.uniform(length, profile.state_bytes[0],
+                                            profile.tape_bytes[0])
+        self.loss_seeded.extend(bytes(length - self.T))
+        self.next_exact_reverse += length - self.T
+        self.T = length
+
     def run(self, plan) -> PlanStats:
         for k, action in enumerate(plan):
             self.apply(k, action)

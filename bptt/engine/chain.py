@@ -11,6 +11,10 @@ The executor needs these of a chain, all in `Chain`:
     reverse(i, tape, grad, with_loss) -> the gradient of state i; parameter gradients accumulate
     profile()                        -> the sizes a planner needs (`ChainProfile`)
     finish()                         -> called once a plan has run: gradients are complete
+    external_arrays()                -> arrays that exist whatever the plan: never counted
+    buffers(arrays)                  -> (identity, nbytes) of the buffer behind each array,
+                                        for the executor's byte count (NumPy here; a chain of
+                                        another framework names its own, e.g. torch storages)
 A tape is a `Tape` (the engine's graph of one step) or any object with its `state`,
 `loss_value` and `arrays()`.
 
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -102,6 +106,14 @@ class Chain(ABC):
         """
         return list(_held_arrays(getattr(self, "__dict__", {}).values()))
 
+    def buffers(self, arrays: Iterable[np.ndarray]) -> Iterator[tuple[int, int]]:
+        """(identity, nbytes) of the buffer each array keeps alive: the array that owns its
+        data, so that views of one buffer count once in the executor's byte ledger."""
+        for a in arrays:
+            while isinstance(a.base, np.ndarray):
+                a = a.base
+            yield id(a), a.nbytes
+
 
 class TapedChain(Chain):
     """A chain whose steps are written in engine operations; recording is the engine's graph.
@@ -162,10 +174,10 @@ class TapedChain(Chain):
         `ChainProfile` counts them: the output is the current state, or the next tape's input.
         """
         tape = self.record(i, state)
-        external = {id(_buffer(a)) for a in self.external_arrays()}
-        output_ids = {id(_buffer(a)) for a in tape.state}
-        tape_bytes = _unique_bytes(tape.arrays(), external | output_ids)
-        return _unique_bytes(list(state), external), tape_bytes
+        external = {b for b, _ in self.buffers(self.external_arrays())}
+        outputs = {b for b, _ in self.buffers(tape.state)}
+        return (_unique_bytes(self.buffers(state), external),
+                _unique_bytes(self.buffers(tape.arrays()), external | outputs))
 
 
 def _held_arrays(values, depth: int = 3):
@@ -183,17 +195,10 @@ def _held_arrays(values, depth: int = 3):
                                     depth - 1)
 
 
-def _buffer(array: np.ndarray) -> np.ndarray:
-    while isinstance(array.base, np.ndarray):
-        array = array.base
-    return array
-
-
-def _unique_bytes(arrays, excluded_ids) -> int:
-    seen, total = set(excluded_ids), 0
-    for a in arrays:
-        b = _buffer(a)
-        if id(b) not in seen:
-            seen.add(id(b))
-            total += b.nbytes
+def _unique_bytes(buffers: Iterable[tuple[int, int]], excluded: set[int]) -> int:
+    seen, total = set(excluded), 0
+    for b, nbytes in buffers:
+        if b not in seen:
+            seen.add(b)
+            total += nbytes
     return total
