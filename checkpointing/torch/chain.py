@@ -177,7 +177,10 @@ class TorchChain:
         """Nothing to add: `grads` are complete when the last step is reversed."""
 
     def external_arrays(self) -> list[torch.Tensor]:
-        """Parameters and `external`: there whatever the plan, so never counted as cache."""
+        """Parameters and `external`: there whatever the plan, so never counted as cache.
+        (The executor asks before its first step, so found parameters are found now.)"""
+        if self.discover:
+            self.inspect()
         return [*self.params, *self.external]
 
     def buffers(self, arrays: Iterable[torch.Tensor]) -> Iterator[tuple[Hashable, int]]:
