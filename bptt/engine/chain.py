@@ -30,6 +30,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from bptt.engine.tensor import Tensor, backward, no_grad, topological_order
+from checkpointing.executor import step_sizes
 from checkpointing.plan import ChainProfile
 
 State = tuple  # a tuple of ndarrays: (h,) for a tanh RNN or GRU, (h, c) for an LSTM
@@ -173,11 +174,7 @@ class TapedChain(Chain):
         The tape's bytes include its input state and exclude its output state, as
         `ChainProfile` counts them: the output is the current state, or the next tape's input.
         """
-        tape = self.record(i, state)
-        external = {b for b, _ in self.buffers(self.external_arrays())}
-        outputs = {b for b, _ in self.buffers(tape.state)}
-        return (_unique_bytes(self.buffers(state), external),
-                _unique_bytes(self.buffers(tape.arrays()), external | outputs))
+        return step_sizes(self, state, self.record(i, state))
 
 
 def _held_arrays(values, depth: int = 3):
@@ -193,12 +190,3 @@ def _held_arrays(values, depth: int = 3):
         elif depth > 0 and isinstance(value, (list, tuple, dict)):
             yield from _held_arrays(value.values() if isinstance(value, dict) else value,
                                     depth - 1)
-
-
-def _unique_bytes(buffers: Iterable[tuple[int, int]], excluded: set[int]) -> int:
-    seen, total = set(excluded), 0
-    for b, nbytes in buffers:
-        if b not in seen:
-            seen.add(b)
-            total += nbytes
-    return total

@@ -13,6 +13,7 @@ from typing import Callable, Hashable, Iterable, Iterator, Sequence
 
 import torch
 
+from checkpointing.executor import step_sizes
 from checkpointing.plan import ChainProfile
 
 Step = Callable[[int, object], tuple]
@@ -240,10 +241,7 @@ class TorchChain:
                              f"({_describe(reached[0])}): add it to params, or detach it")
         self.params = (*self.params, *reached)
         self.grads = [None] * len(self.params)
-        external = {b for b, _ in self.buffers(self.external_arrays())}
-        outputs = {b for b, _ in self.buffers(tape.state)}
-        self._sizes = (_unique_bytes(self.buffers(self.state0), external),
-                       _unique_bytes(self.buffers(tape.arrays()), external | outputs))
+        self._sizes = step_sizes(self, self.state0, tape)
 
     def forward_loss(self) -> float:
         """The summed loss of one plain forward sweep with autograd off, keeping nothing: the
@@ -278,15 +276,6 @@ def _leaves(roots: Sequence[torch.Tensor], stops: set) -> list[torch.Tensor]:
             found.append(variable)
         stack.extend(n for n, _ in reversed(node.next_functions) if n is not None)
     return found
-
-
-def _unique_bytes(buffers: Iterable[tuple[Hashable, int]], excluded: set) -> int:
-    seen, total = set(excluded), 0
-    for b, nbytes in buffers:
-        if b not in seen:
-            seen.add(b)
-            total += nbytes
-    return total
 
 
 def _check_state0(state0) -> tuple[torch.Tensor, ...]:
