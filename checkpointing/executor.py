@@ -75,26 +75,6 @@ class _Ledger:
                 del count[i]
 
 
-def step_sizes(chain, state, tape) -> tuple[int, int]:
-    """(bytes of `state`, bytes `tape` keeps alive), as `ChainProfile` counts them, through
-    the chain's own `buffers`: each buffer once, the chain's external arrays never, the tape's
-    input state in, its output state out (that is the current state, or the next tape's input).
-    Chains measure their profile with it by recording one step."""
-    external = {b for b, _ in chain.buffers(chain.external_arrays())}
-    outputs = {b for b, _ in chain.buffers(tape.state)}
-    return (_unique_bytes(chain.buffers(state), external),
-            _unique_bytes(chain.buffers(tape.arrays()), external | outputs))
-
-
-def _unique_bytes(buffers: Iterable[tuple[Hashable, int]], excluded: set) -> int:
-    seen, total = set(excluded), 0
-    for b, nbytes in buffers:
-        if b not in seen:
-            seen.add(b)
-            total += nbytes
-    return total
-
-
 def execute_online(policy, chain, profile: ChainProfile | None = None) -> Execution:
     """Run an online policy on `chain`, telling it of each step as it arrives and of the length
     only at the end: `policy.forward(i)` for i = 0, 1, ..., then `policy.reverse(T)`.

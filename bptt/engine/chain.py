@@ -30,7 +30,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from bptt.engine.tensor import Tensor, backward, no_grad, topological_order
-from checkpointing.executor import step_sizes
+from checkpointing.protocol import reverse_roots, step_sizes
 from checkpointing.plan import ChainProfile
 
 State = tuple  # a tuple of ndarrays: (h,) for a tanh RNN or GRU, (h, c) for an LSTM
@@ -144,15 +144,7 @@ class TapedChain(Chain):
 
     def reverse(self, i: int, tape: Tape, grad: State | None, with_loss: bool = True,
                 keep: bool = False) -> State:
-        roots, seeds = [], []
-        if grad is not None:
-            for out, g in zip(tape.outputs, grad):
-                if out.requires_grad:
-                    roots.append(out)
-                    seeds.append(g)
-        if with_loss and tape.loss is not None and tape.loss.requires_grad:
-            roots.append(tape.loss)
-            seeds.append(None)
+        roots, seeds = reverse_roots(tape.outputs, grad, tape.loss, with_loss)
         for leaf in (*tape.inputs, *tape.extra_inputs):
             leaf.grad = None  # a kept tape reversed again must not add to its last gradient
         if roots:

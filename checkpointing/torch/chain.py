@@ -13,7 +13,7 @@ from typing import Callable, Hashable, Iterable, Iterator, Sequence
 
 import torch
 
-from checkpointing.executor import step_sizes
+from checkpointing.protocol import reverse_roots, step_sizes
 from checkpointing.plan import ChainProfile
 
 Step = Callable[[int, object], tuple]
@@ -127,15 +127,7 @@ class TorchChain:
         """Backpropagate step i's graph from the gradient of state i+1 (None: zero) and, if
         `with_loss`, its loss; add the parameter gradients to `grads`; the gradient of state i.
         """
-        roots, seeds = [], []
-        if grad is not None:
-            for out, g in zip(tape.outputs, grad):
-                if out.requires_grad:
-                    roots.append(out)
-                    seeds.append(g)
-        if with_loss and tape.loss is not None and tape.loss.requires_grad:
-            roots.append(tape.loss)
-            seeds.append(None)  # a one-element loss: seeded with one
+        roots, seeds = reverse_roots(tape.outputs, grad, tape.loss, with_loss)
         n = len(tape.inputs)
         if roots:
             found = torch.autograd.grad(roots, (*tape.inputs, *self.params), seeds,
