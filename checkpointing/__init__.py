@@ -10,6 +10,8 @@ Strategies (each a small frozen object with `plan(profile) -> Plan`):
     Revolve(slots)         binomial checkpointing, the fewest recomputations for `slots` states
     Adaptive(budget)       the fewest recomputations within `budget` bytes, for uneven chains too
     OnlineCheckpointing(slots)  for sequences of unknown length: `execute_online(policy, chain)`
+
+For PyTorch loops: `checkpointing.torch.checkpointed_loop` (imported only when used).
 """
 from checkpointing.adaptive import Adaptive
 from checkpointing.binomial import Revolve, griewank_minimum

@@ -15,6 +15,8 @@ The executor needs these of a chain, all in `Chain`:
     buffers(arrays)                  -> (identity, nbytes) of the buffer behind each array,
                                         for the executor's byte count (NumPy here; a chain of
                                         another framework names its own, e.g. torch storages)
+    ended(i, state)                  -> only for a stream (length None, `execute_online`):
+                                        whether it ends before step i
 A tape is a `Tape` (the engine's graph of one step) or any object with its `state`,
 `loss_value` and `arrays()`.
 
