@@ -25,7 +25,7 @@ from bptt.nn.rnn import RNN
 from bptt.training.optim import SGD, Adam, Optimizer, clip_grad_norm, grad_norm
 from checkpointing.executor import Execution, execute
 from checkpointing.full import Full
-from checkpointing.plan import Plan
+from checkpointing.plan import Plan, whole_number
 from checkpointing.truncated import Truncated
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
@@ -215,8 +215,7 @@ def train_sequence(setup: SequenceSetup, strategy=None,
     continued, e.g. skipping such steps). See `train_step` for the rest.
     """
     strategy = strategy or Full()
-    if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
-        raise ValueError(f"save_every must be a whole number of steps >= 1, got {save_every!r}")
+    save_every = whole_number("save_every", save_every, 1, "steps")
     state = state or TrainingState.start(setup)
     if state.step > setup.steps:
         raise ValueError(f"the run is already at step {state.step}, past steps={setup.steps}")
