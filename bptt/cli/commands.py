@@ -12,9 +12,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt.training import io
+from bptt.training import io, resources
 from bptt.training.memory import format_bytes
-from bptt.studies.bench import benchmark, first_batch_gradients, label
+from bptt.studies.bench import benchmark, first_batch_gradients, label, reference_strategy
 from bptt.training.train import (NonFiniteError, SequenceSetup, load_training_state, run_identity,
                         save_training_state)
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, simulate
@@ -23,6 +23,8 @@ from checkpointing.plan import ChainProfile
 DEFAULT_SLOTS = 10
 DEFAULT_BUDGET_FRACTION = 0.10
 DEFAULT_STATE_EVERY = 50
+IRIS_BYTES_PER_EPOCH = 600  # an EpochRecord (~388 B) and its dict in the report (~208 B)
+IRIS_HINT = "make --hidden, --layers or --batch smaller, or ask for fewer --epochs"
 TABLE_COLUMNS = [  # (header, row key, format)
     ("strategy", "label", "{}"), ("peak cache", "peak_cache_bytes", "bytes"),
     ("traced peak", "peak_traced_bytes", "bytes"), ("RSS peak", "peak_rss_mib", "{:.1f} MiB"),
@@ -65,13 +67,17 @@ def make_strategy(name: str, options: dict, profile: ChainProfile):
     return Adaptive(budget)
 
 
-def strategy_for(setup: SequenceSetup, name: str, options: dict):
-    """The strategy for the setup's chain, its plan made once so that an impossible budget is
-    reported before any training or progress output starts."""
-    model, inputs, targets = setup.first_batch()
-    profile = model.chain(inputs, targets).profile()
+def strategy_for(setup: SequenceSetup, name: str, options: dict, reference: bool = True):
+    """The strategy for the setup's chain, checked before anything is allocated: the run's
+    memory against `--max-memory` (or what is available), sizes alone first, then with the
+    plans (which also reports an impossible budget before any progress output starts).
+    `reference`: the run also computes `reference_strategy`'s gradient (see `benchmark`)."""
+    limit = options.get("max_memory")
+    resources.check_fits(resources.estimate_run_bytes(setup, None, with_plans=False), limit)
+    profile = resources.sequence_profile(setup)
     strategy = make_strategy(name, options, profile)
-    strategy.plan(profile)
+    resources.check_run_fits(setup, strategy, reference_strategy(strategy) if reference else None,
+                             limit)
     return strategy
 
 
@@ -168,12 +174,17 @@ def _kept_state(options: dict, setup: SequenceSetup, strategy) -> dict:
 def compare(names: list[str], options: dict) -> None:
     """Several strategies on the same seed and batches: one table, the rows, the plots."""
     setup = make_setup(options)
-    reference = first_batch_gradients(setup, Full())[3]
+    strategies = [strategy_for(setup, name, options, reference=False) for name in names]
+    # One reference for all rows: full when it is compared anyway, else a bounded exact plan.
+    chosen = Full() if "full" in names else Periodic()
+    resources.check_run_fits(setup, chosen, limit=options.get("max_memory"))
+    reference = first_batch_gradients(setup, chosen)[3]
     rows = []
-    for name in names:
-        strategy = strategy_for(setup, name, options)
+    for name, strategy in zip(names, strategies):
         with _progress(setup.steps, f"{name:>10}", options["quiet"]) as bar:
-            row, _, _ = benchmark(setup, strategy, reference, on_step=lambda r: bar.update(1))
+            row, _, _ = benchmark(setup, strategy, reference, on_step=lambda r: bar.update(1),
+                                  reference_label=label({"strategy": chosen.name,
+                                                         "params": vars(chosen)}))
         rows.append(row)
     if not options["quiet"]:
         click.echo(_summary_lines(setup))
@@ -232,7 +243,9 @@ def train_iris(options: dict) -> None:
     from bptt.studies import iris_bench
     from tasks import iris
 
-    data, train = iris.load_data(), _iris_training(options)
+    train = _iris_training(options)
+    resources.check_fits(iris_estimate(train), options.get("max_memory"), hint=IRIS_HINT)
+    data = iris.load_data()
     name = options["strategy"]
     strategy = _per_batch_strategy(name, options)
     measured = iris_bench.measure(data, strategy, train["seed"], train["batch_size"],
@@ -266,7 +279,9 @@ def compare_iris(names: list[str], options: dict) -> None:
     from bptt.studies import iris_bench
     from tasks import iris
 
-    data, train = iris.load_data(), _iris_training(options)
+    train = _iris_training(options)
+    resources.check_fits(iris_estimate(train), options.get("max_memory"), hint=IRIS_HINT)
+    data = iris.load_data()
     reference = iris_bench.full_gradients(data, train["seed"], train["batch_size"],
                                           train["hidden"])
     measured = [iris_bench.measure(data, _per_batch_strategy(name, options), train["seed"],
@@ -305,6 +320,24 @@ def _iris_training(options: dict) -> dict:
             "on_nonfinite": options["on_nan"]}
 
 
+def iris_estimate(train: dict) -> resources.RunEstimate:
+    """What an iris run holds, from `_iris_training`'s sizes alone: the MLP's float64 weights
+    with their gradients and optimiser buffers, the copies measuring and full's reference
+    gradient make, the layers' activations (every tape of a batch; the whole data set when
+    evaluating), and the history."""
+    from tasks import iris
+
+    sizes = (len(iris.FEATURES), *train["hidden"], len(iris.CLASSES))
+    weights = 8 * sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    activations = 8 * sum(sizes)
+    return resources.RunEstimate({
+        "weights and gradients": 2 * weights,
+        "optimiser state": (2 if train["optimizer"] == "adam" else 1) * weights,
+        "measurement and reference": 4 * weights,
+        "activations": activations * (2 * 150 + 3 * min(train["batch_size"], 150)),
+        "history": train["epochs"] * IRIS_BYTES_PER_EPOCH})
+
+
 def _per_batch_strategy(name: str, options: dict):
     """The strategy for a batch's chain of layers (the last batch may be smaller)."""
     return lambda profile: make_strategy(name, options, profile)
@@ -340,12 +373,18 @@ def show_plan(options: dict) -> None:
     """`bptt-bench plan`: the counts of one strategy's plan for an RNN chain, and its drawing."""
     from bptt.nn.rnn import RNN
 
-    T, batch = options["seq_len"], options["batch"]
-    model = RNN(options["cell"], options["input_size"], options["hidden"], 1,
-                np.random.default_rng(0))
-    one_step = model.chain(np.zeros((1, batch, options["input_size"]), np.float32),
-                           np.zeros((1, batch, 1), np.float32)).profile()
-    profile = ChainProfile.uniform(T, one_step.state_bytes[0], one_step.tape_bytes[0])
+    T, D = options["seq_len"], options["input_size"]
+    resources.check_plan_length(T)
+
+    def measure(batch: int, hidden: int) -> tuple[int, int]:
+        model = RNN(options["cell"], D, hidden, 1, np.random.default_rng(0))
+        one_step = model.chain(np.zeros((1, batch, D), np.float32),
+                               np.zeros((1, batch, 1), np.float32)).profile()
+        return one_step.state_bytes[0], one_step.tape_bytes[0]
+
+    # Sizes extrapolated from small probes: a --hidden of 10^8 is counted, never allocated.
+    profile = ChainProfile.uniform(T, *resources.extrapolate_sizes(measure, options["batch"],
+                                                                   options["hidden"]))
     strategy = make_strategy(options["strategy"], options, profile)
     started = time.perf_counter()
     plan = strategy.plan(profile)

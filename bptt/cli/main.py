@@ -129,6 +129,11 @@ strategy_options = _stack(
                       "default 10% of full's cache."),
 )
 
+max_memory_option = click.option(
+    "--max-memory", callback=_budget,
+    help="Refuse the run before it starts if its estimated memory exceeds this, e.g. 2GB "
+         "(default: the memory available, MemAvailable in /proc/meminfo).")
+
 model_options = _stack(
     click.option("--task", type=click.Choice(TASKS), default="reber", show_default=True,
                  help="What to train."),
@@ -165,6 +170,7 @@ model_options = _stack(
               show_default=True, help="How memory is traded against recomputation.")
 @strategy_options
 @model_options
+@max_memory_option
 @_output_file("--json", "json_path", "Write the figures and history to this JSON file.")
 @_output_file("--csv", "csv_path", "Write the per-step history to this CSV file.")
 @_output_file("--plot", "plot_path", "Write a PNG of the training curves.")
@@ -203,6 +209,7 @@ def main(ctx: click.Context, **options) -> None:
               show_default=True, help="Comma-separated strategy names.")
 @strategy_options
 @model_options
+@max_memory_option
 @_output_file("--json", "json_path", "Write all rows (with histories) to this JSON file.")
 @_output_file("--csv", "csv_path", "Write the table to this CSV file.")
 @_output_file("--plot", "plot_path",

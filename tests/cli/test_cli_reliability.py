@@ -192,6 +192,15 @@ BAD = [  # (arguments, or a function of tmp_path giving them; what the message m
     (["--state-every", "0"], "0 is not in the range x>=1"),
     (lambda d: ["--task", "iris", "--state-dir", d / "s"],
      "is for sequence tasks, not --task iris"),
+    # resources checked before they are spent (issue 10): refused at once, nothing allocated
+    (["--hidden", "100000000"], "this run needs an estimated 177.64 PiB (weights and gradients"),
+    (["--seq-len", "1000000000"], "(evaluation batch 1.40 TiB, batches 44.70 GiB"),
+    (["--seq-len", "20000000", "--batch", "1", "--max-memory", "1000GB"],
+     "a chain of 20,000,000 steps is past the longest bptt plans (10,000,000 steps)"),
+    (["--batch", "1000000000"], "more than the"),
+    (["--steps", "100000000000000"], "estimated 35.53 PiB (history 35.53 PiB"),
+    (["--strategy", "revolve", "--max-memory", "10KB"], "more than the 9.77 KiB limit"),
+    (["--max-memory", "lots"], "cannot read 'lots' as a size"),
 ]
 
 
