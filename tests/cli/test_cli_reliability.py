@@ -28,9 +28,19 @@ def ok(*args):
 
 
 def history(path):
-    """(step, loss, skipped, grad norm) of every step, floats exactly (NaN equal to NaN)."""
-    return [(h["step"], float(h["loss"]).hex(), h["skipped"], float(h["grad_norm"]).hex())
-            for h in json.loads(path.read_text())["history"]]
+    """(step, loss, skipped, grad norm) of every step, floats exactly (NaN, written as null,
+    equal to NaN). The file must be strict JSON."""
+    def number(x):
+        return float("nan").hex() if x is None else float(x).hex()
+
+    return [(h["step"], number(h["loss"]), h["skipped"], number(h["grad_norm"]))
+            for h in strict_load(path)["history"]]
+
+
+def strict_load(path):
+    def refuse(name):
+        raise ValueError(f"{path} holds {name}: not strict JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
 
 
 def weights_bytes(directory):
