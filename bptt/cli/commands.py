@@ -1,10 +1,10 @@
 """The work behind each `bptt-bench` command; `bptt.cli` only parses and reports errors."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io as text_io
-import json
 import sys
 import time
 from pathlib import Path
@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from bptt.cli.outputs import is_stdout, write_text
 from bptt.training import io, resources
 from bptt.training.memory import format_bytes
 from bptt.studies.bench import benchmark, first_batch_gradients, label, reference_strategy
@@ -122,7 +123,12 @@ def train_one(options: dict) -> None:
     """The default command: measure and train one strategy, print the table, write outputs."""
     setup = make_setup(options)
     strategy = strategy_for(setup, options["strategy"], options)
-    training = _kept_state(options, setup, strategy)
+    with contextlib.ExitStack() as held:
+        training = _kept_state(options, setup, strategy, held)
+        _train_and_report(options, setup, strategy, training)
+
+
+def _train_and_report(options: dict, setup: SequenceSetup, strategy, training: dict) -> None:
     done = training["state"].step if "state" in training else 0
     with _progress(setup.steps - done, f"training {setup.task.name} ({strategy.name})",
                    options["quiet"]) as bar:
@@ -135,9 +141,9 @@ def train_one(options: dict) -> None:
             where = options.get("state_dir") or options["resume_dir"]
             raise NonFiniteError(f"{error}; the state before that step is saved in {where}: "
                                  f"continue with --resume {where}") from None
-    if not options["quiet"]:
-        click.echo(_summary_lines(setup))
-        click.echo(table([row]))
+    if not options["quiet"]:  # on stderr when an output takes stdout
+        click.echo(_summary_lines(setup), err=options.get("to_stdout", False))
+        click.echo(table([row]), err=options.get("to_stdout", False))
     _write_outputs(options, [row], single=True)
     if options.get("save_dir") is not None:
         config = {**run.model.config(), "task": setup.task.name, "seq_len": setup.task.seq_len,
@@ -147,17 +153,29 @@ def train_one(options: dict) -> None:
         _write(options["grads_path"], _save_grads, extras, row)
 
 
-def _kept_state(options: dict, setup: SequenceSetup, strategy) -> dict:
+def _kept_state(options: dict, setup: SequenceSetup, strategy,
+                held: contextlib.ExitStack) -> dict:
     """`train_sequence`'s options for `--state-dir`, `--state-every` and `--resume`.
 
     `--resume DIR` continues from the state in DIR (checked against the options now, before
     any training) and goes on keeping it there unless `--state-dir` names another directory.
+    The directories are locked for the run (`held` releases them); a `--state-dir` holding
+    another run's resumable state is refused unless `--overwrite-state`.
     """
     where = options.get("state_dir") or options.get("resume_dir")
+    resume = options.get("resume_dir")
     if options.get("state_every") is not None and where is None:
         raise ValueError("--state-every needs --state-dir DIR (or --resume DIR)")
+    if options.get("overwrite_state") and options.get("state_dir") is None:
+        raise ValueError("--overwrite-state needs --state-dir DIR")
+    same = resume is not None and where.resolve() == resume.resolve()
+    if where is not None and (where / io.STATE_FILE).exists() and not same \
+            and not options.get("overwrite_state"):
+        raise ValueError(f"{where} holds a resumable training state; continue it with "
+                         f"--resume {where}, or pass --overwrite-state to replace it")
     training = {}
-    if options.get("resume_dir") is not None:
+    if resume is not None:
+        held.enter_context(io.lock_state_dir(resume))
         state = load_training_state(options["resume_dir"], setup, strategy)
         if state.step > setup.steps:
             raise ValueError(f"the run saved in {options['resume_dir']} is at step "
@@ -165,6 +183,8 @@ def _kept_state(options: dict, setup: SequenceSetup, strategy) -> dict:
                              f"{state.step} steps in all")
         training["state"] = state
     if where is not None:
+        if not same:
+            held.enter_context(io.lock_state_dir(where))
         identity = run_identity(setup, strategy)
         training["on_save"] = lambda state: _write(where, save_training_state, state, identity)
         training["save_every"] = options.get("state_every") or DEFAULT_STATE_EVERY
@@ -187,8 +207,8 @@ def compare(names: list[str], options: dict) -> None:
                                                          "params": vars(chosen)}))
         rows.append(row)
     if not options["quiet"]:
-        click.echo(_summary_lines(setup))
-        click.echo(table(rows))
+        click.echo(_summary_lines(setup), err=options.get("to_stdout", False))
+        click.echo(table(rows), err=options.get("to_stdout", False))
     _write_outputs(options, rows, single=False)
 
 
@@ -200,11 +220,16 @@ def _write(path, write, *args, **kwargs) -> None:
         raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
 
 
+def _write_text(path, text: str) -> None:
+    """`text` to `path` atomically, or to standard output for `-`."""
+    write_text(path, text, lambda p, t: _write(p, io.atomic_write_bytes, t.encode()))
+
+
 def _write_outputs(options: dict, rows: list[dict], single: bool) -> None:
     if options.get("json_path") is not None:
-        _write(options["json_path"], io.atomic_write_json, rows[0] if single else rows)
+        _write_text(options["json_path"], io.dumps_strict(rows[0] if single else rows) + "\n")
     if options.get("csv_path") is not None:
-        _write(options["csv_path"], io.atomic_write_bytes, _csv(rows).encode())
+        _write_text(options["csv_path"], _csv(rows))
     if options.get("plot_path") is not None:
         from bptt.plots.curves import plot_training_curves
         _write(options["plot_path"], plot_training_curves, rows)
@@ -253,10 +278,11 @@ def train_iris(options: dict) -> None:
     with _progress(train["epochs"], "training iris", options["quiet"]) as bar:
         row, run = iris_bench.benchmark(data, strategy, measured=measured,
                                         on_epoch=lambda record: bar.update(1), **train)
-    if not options["quiet"]:
-        click.echo(_iris_summary(row))
-        click.echo(epoch_table(row["history"]))
-        click.echo(table([row]))
+    if not options["quiet"]:  # on stderr when an output takes stdout
+        err = options.get("to_stdout", False)
+        click.echo(_iris_summary(row), err=err)
+        click.echo(epoch_table(row["history"]), err=err)
+        click.echo(table([row]), err=err)
     _write_outputs({**options, "plot_path": None}, [row], single=True)  # its own plot below
     final = run.final
     if options.get("plot_path") is not None:
@@ -295,8 +321,8 @@ def compare_iris(names: list[str], options: dict) -> None:
                                           **train)
         rows.append(row)
     if not options["quiet"]:
-        click.echo(_iris_summary(rows[0]))
-        click.echo(table(rows))
+        click.echo(_iris_summary(rows[0]), err=options.get("to_stdout", False))
+        click.echo(table(rows), err=options.get("to_stdout", False))
     _write_outputs({**options, "plot_path": None}, rows, single=False)
     if options.get("plot_path") is not None:
         from bptt.plots.curves import plot_training_curves
@@ -395,12 +421,9 @@ def show_plan(options: dict) -> None:
                                if k != "length"},
               "state_bytes": profile.state_bytes[0], "tape_bytes": profile.tape_bytes[0],
               "planning_seconds": seconds}
-    text = json.dumps(counts, indent=2)
-    if options["json_path"] is not None and str(options["json_path"]) == "-":
-        click.echo(text)
-    else:
-        if options["json_path"] is not None:
-            _write(options["json_path"], io.atomic_write_json, counts)
+    if options["json_path"] is not None:
+        _write_text(options["json_path"], io.dumps_strict(counts) + "\n")
+    if not is_stdout(options["json_path"]):
         click.echo("\n".join(f"{k:>16}: {v}" for k, v in counts.items()))
     if options["plot_path"] is not None:
         from bptt.plots.plans import plot_plan

@@ -250,16 +250,17 @@ def test_a_damaged_state_passed_to_resume_is_named_and_nothing_is_written(state,
 
 def test_an_unreadable_text_file_is_named(tmp_path, monkeypatch):
     path = _text(tmp_path, b"some text " * 20)
-    real = pathlib.Path.read_bytes
+    real = os.open
 
-    def read_bytes(self):
-        if self == path:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def open_(name, *args, **kwargs):
+        if os.fspath(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(name))
+        return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(os, "open", open_)
     result = run(*SMALL, "--steps", 2, "--task", "text", "--text", path)
-    assert result.exit_code == 2 and f"{path}: Permission denied" in result.output, result.output
+    assert result.exit_code == 2, result.output
+    assert f"{path}: cannot read it (Permission denied)" in result.output, result.output
 
 
 @pytest.mark.parametrize("strategy", [[], ["--strategy", "truncated"],
