@@ -34,7 +34,7 @@ from checkpointing.binomial import (RECORD, SPLIT, Revolve, binomial_decide, gri
                                     split_schedule)
 from checkpointing.full import Full
 from checkpointing.plan import (Action, Advance, ChainProfile, Plan, Repeat, simulate,
-                                 whole_number)
+                                whole_number)
 
 INF = float("inf")
 WORK = 10_000_000          # inner-loop operations a dynamic program may take (~0.3 s)

@@ -31,7 +31,8 @@ class Truncated:
             k2 = whole_number("k2", k1 if self.k2 is None else self.k2, k1)
         except ValueError:
             raise ValueError(f"k2 must be a whole number >= k1 = {k1} (each window "
-                             f"backpropagates the losses of its k1 steps), got {self.k2!r}") from None
+                             f"backpropagates the losses of its k1 steps), "
+                             f"got {self.k2!r}") from None
         object.__setattr__(self, "k1", k1)
         object.__setattr__(self, "k2", k2)
 

@@ -1,9 +1,7 @@
 """Resources checked before they are spent: the memory estimate is made from sizes alone and
 matches what a run really builds; runs that cannot fit are refused before any allocation."""
-import dataclasses
 import time
 
-import numpy as np
 import pytest
 
 from bptt.training import resources
