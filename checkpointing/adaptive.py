@@ -33,7 +33,8 @@ from typing import Callable, Iterator
 from checkpointing.binomial import (RECORD, SPLIT, Revolve, binomial_decide, griewank_minimum,
                                     split_schedule)
 from checkpointing.full import Full
-from checkpointing.plan import Action, Advance, ChainProfile, Plan, Repeat, simulate
+from checkpointing.plan import (Action, Advance, ChainProfile, Plan, Repeat, simulate,
+                                whole_number)
 
 INF = float("inf")
 WORK = 10_000_000          # inner-loop operations a dynamic program may take (~0.3 s)
@@ -52,8 +53,7 @@ class Adaptive:
     name = "adaptive"
 
     def __post_init__(self):
-        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
-            raise ValueError(f"budget must be a whole number of bytes >= 1, got {self.budget!r}")
+        object.__setattr__(self, "budget", whole_number("budget", self.budget, 1, "bytes"))
 
     @staticmethod
     def minimum_budget(profile: ChainProfile) -> int:

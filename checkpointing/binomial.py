@@ -19,7 +19,7 @@ from math import comb
 from typing import Callable, Hashable, Iterable, Iterator
 
 from checkpointing.plan import (Action, Advance, ChainProfile, Drop, Plan, Record, Restore,
-                                Reverse, Snapshot)
+                                Reverse, Snapshot, whole_number)
 
 RECORD, SPLIT = "record", "split"
 
@@ -33,11 +33,6 @@ Task = tuple[int, int, Hashable, bool]
 #   (SPLIT, j, right_key, left_key): keep state start, advance j steps, solve
 #                          (start+j, stop, right_key), then (start, start+j, left_key).
 Decide = Callable[[int, int, Hashable], tuple]
-
-
-def _check_whole(name: str, value, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
 
 
 def repetitions(length: int, slots: int) -> int:
@@ -63,8 +58,8 @@ def griewank_minimum(length: int, slots: int) -> int:
     Closed form of Griewank (1992); 0 for a single step, T - 1 once slots >= T - 1 (every state
     but the last is kept), T(T - 1)/2 with one slot.
     """
-    _check_whole("length", length, 1)
-    _check_whole("slots", slots, 1)
+    length = whole_number("length", length, 1)
+    slots = whole_number("slots", slots, 1)
     slots = min(slots, length)
     r = repetitions(length, slots)
     return r * length - comb(slots + r, slots + 1)
@@ -145,7 +140,7 @@ class Revolve:
     name = "revolve"
 
     def __post_init__(self):
-        _check_whole("slots", self.slots, 1)
+        object.__setattr__(self, "slots", whole_number("slots", self.slots, 1))
 
     def plan(self, profile: ChainProfile) -> Plan:
         """The Revolve schedule for the chain (generated lazily: T may be large)."""

@@ -18,7 +18,7 @@ from math import comb
 from typing import Iterator
 
 from checkpointing.binomial import binomial_decide, split_schedule
-from checkpointing.plan import Action, Advance, ChainProfile, Drop, Plan, Snapshot
+from checkpointing.plan import Action, Advance, ChainProfile, Drop, Plan, Snapshot, whole_number
 
 
 class OnlineCheckpointing:
@@ -32,9 +32,7 @@ class OnlineCheckpointing:
     name = "adaptive-online"
 
     def __init__(self, slots: int):
-        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-            raise ValueError(f"slots must be a whole number >= 1, got {slots!r}")
-        self.slots = slots
+        self.slots = whole_number("slots", slots, 1)
         self.level = 1           # r: the places suit a stream of up to C(slots + r, slots) steps
         self.kept: list[int] = []
         self.next_at = 0         # where the next state to keep lies, None when all are placed

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from checkpointing.plan import (Action, Advance, ChainProfile, Drop, Plan, Record, Restore,
-                                Reverse, Snapshot)
+                                Reverse, Snapshot, whole_number)
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,8 @@ class Periodic:
     name = "checkpoint"
 
     def __post_init__(self):
-        if self.segment is not None and (isinstance(self.segment, bool)
-                                         or not isinstance(self.segment, int) or self.segment < 1):
-            raise ValueError(f"segment must be a whole number >= 1, got {self.segment!r}")
+        if self.segment is not None:
+            object.__setattr__(self, "segment", whole_number("segment", self.segment, 1))
 
     def segment_length(self, length: int) -> int:
         """k for a chain of `length` steps."""

@@ -19,6 +19,7 @@ action at fault, and counts forwards, slots, tapes and bytes. Every strategy is 
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -103,6 +104,25 @@ class Repeat(Sequence[int]):
         return self.value
 
 
+def whole_number(name: str, value, least: int, unit: str = "") -> int:
+    """`value` as a plain int if it is a whole number >= `least`, else a ValueError naming it.
+
+    Any integer type is accepted (Python's, NumPy's `np.int64`, anything with `__index__`);
+    booleans and floats are refused, even 3.0: a count given as a float is usually a bug.
+    `unit` ("bytes", "steps") goes into the message.
+    """
+    expected = f"{name} must be a whole number{' of ' + unit if unit else ''} >= {least}"
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        raise ValueError(f"{expected}, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{expected}, got {value!r}") from None
+    if number < least:
+        raise ValueError(f"{expected}, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class ChainProfile:
     """What a planner may know about a chain before running it.
@@ -119,8 +139,11 @@ class ChainProfile:
     forward_cost: Sequence[float] | None = None
 
     def __post_init__(self):
-        if self.length < 1:
-            raise ValueError(f"a chain needs at least one step, got length {self.length}")
+        try:
+            object.__setattr__(self, "length", whole_number("length", self.length, 1))
+        except ValueError:
+            raise ValueError(f"a chain needs at least one step (a whole number), got length "
+                             f"{self.length!r}") from None
         for name in ("state_bytes", "tape_bytes", "forward_cost"):
             values = getattr(self, name)
             if values is not None and len(values) != self.length:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from checkpointing.plan import Action, ChainProfile, Cut, Plan, Record, Reverse
+from checkpointing.plan import Action, ChainProfile, Cut, Plan, Record, Reverse, whole_number
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,14 @@ class Truncated:
     name = "truncated"
 
     def __post_init__(self):
-        k2 = self.k1 if self.k2 is None else self.k2
-        if isinstance(self.k1, bool) or not isinstance(self.k1, int) or self.k1 < 1:
-            raise ValueError(f"k1 must be a whole number >= 1, got {self.k1!r}")
-        if isinstance(k2, bool) or not isinstance(k2, int) or k2 < self.k1:
-            raise ValueError(f"k2 must be a whole number >= k1 = {self.k1} (each window "
-                             f"backpropagates the losses of its k1 steps), got {k2!r}")
+        k1 = whole_number("k1", self.k1, 1)
+        try:
+            k2 = whole_number("k2", k1 if self.k2 is None else self.k2, k1)
+        except ValueError:
+            raise ValueError(f"k2 must be a whole number >= k1 = {k1} (each window "
+                             f"backpropagates the losses of its k1 steps), "
+                             f"got {self.k2!r}") from None
+        object.__setattr__(self, "k1", k1)
         object.__setattr__(self, "k2", k2)
 
     def plan(self, profile: ChainProfile) -> Plan:

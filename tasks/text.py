@@ -14,16 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
+from bptt.training.files import read_regular_file
 from tasks.sequence import SequenceTask, one_hot
 
 BUILT_IN = "tiny_text.txt"
+MAX_TEXT_BYTES = 256 * 2**20  # one-hot encoded, a text is T x B x V floats per batch anyway
 
 
 def read_text(path: str | os.PathLike | None = None) -> str:
     """The text of the UTF-8 file at `path`, or of the built-in text when `path` is None.
 
     Raises FileNotFoundError or IsADirectoryError for a bad path, and ValueError for an empty
-    file or bytes that are not UTF-8 (naming the file and the byte offset).
+    file, bytes that are not UTF-8 (naming the file and the byte offset), or a path that is not
+    a regular file (a FIFO, a device) or holds more than `MAX_TEXT_BYTES`.
     """
     if path is None:
         where = f"built-in {BUILT_IN}"
@@ -34,7 +37,7 @@ def read_text(path: str | os.PathLike | None = None) -> str:
             raise IsADirectoryError(f"text path '{where}' is a directory, expected a UTF-8 file")
         if not Path(path).exists():
             raise FileNotFoundError(f"text file '{where}' does not exist")
-        data = Path(path).read_bytes()
+        data = read_regular_file(path, MAX_TEXT_BYTES)  # not a FIFO, not /dev/zero
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:

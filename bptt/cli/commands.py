@@ -1,10 +1,10 @@
 """The work behind each `bptt-bench` command; `bptt.cli` only parses and reports errors."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io as text_io
-import json
 import sys
 import time
 from pathlib import Path
@@ -12,9 +12,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt.training import io
+from bptt.cli.outputs import is_stdout, write_text
+from bptt.training import io, resources
 from bptt.training.memory import format_bytes
-from bptt.studies.bench import benchmark, first_batch_gradients, label
+from bptt.studies.bench import benchmark, first_batch_gradients, label, reference_strategy
 from bptt.training.train import (NonFiniteError, SequenceSetup, load_training_state, run_identity,
                         save_training_state)
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, simulate
@@ -23,6 +24,8 @@ from checkpointing.plan import ChainProfile
 DEFAULT_SLOTS = 10
 DEFAULT_BUDGET_FRACTION = 0.10
 DEFAULT_STATE_EVERY = 50
+IRIS_BYTES_PER_EPOCH = 600  # an EpochRecord (~388 B) and its dict in the report (~208 B)
+IRIS_HINT = "make --hidden, --layers or --batch smaller, or ask for fewer --epochs"
 TABLE_COLUMNS = [  # (header, row key, format)
     ("strategy", "label", "{}"), ("peak cache", "peak_cache_bytes", "bytes"),
     ("traced peak", "peak_traced_bytes", "bytes"), ("RSS peak", "peak_rss_mib", "{:.1f} MiB"),
@@ -65,13 +68,17 @@ def make_strategy(name: str, options: dict, profile: ChainProfile):
     return Adaptive(budget)
 
 
-def strategy_for(setup: SequenceSetup, name: str, options: dict):
-    """The strategy for the setup's chain, its plan made once so that an impossible budget is
-    reported before any training or progress output starts."""
-    model, inputs, targets = setup.first_batch()
-    profile = model.chain(inputs, targets).profile()
+def strategy_for(setup: SequenceSetup, name: str, options: dict, reference: bool = True):
+    """The strategy for the setup's chain, checked before anything is allocated: the run's
+    memory against `--max-memory` (or what is available), sizes alone first, then with the
+    plans (which also reports an impossible budget before any progress output starts).
+    `reference`: the run also computes `reference_strategy`'s gradient (see `benchmark`)."""
+    limit = options.get("max_memory")
+    resources.check_fits(resources.estimate_run_bytes(setup, None, with_plans=False), limit)
+    profile = resources.sequence_profile(setup)
     strategy = make_strategy(name, options, profile)
-    strategy.plan(profile)
+    resources.check_run_fits(setup, strategy, reference_strategy(strategy) if reference else None,
+                             limit)
     return strategy
 
 
@@ -116,7 +123,12 @@ def train_one(options: dict) -> None:
     """The default command: measure and train one strategy, print the table, write outputs."""
     setup = make_setup(options)
     strategy = strategy_for(setup, options["strategy"], options)
-    training = _kept_state(options, setup, strategy)
+    with contextlib.ExitStack() as held:
+        training = _kept_state(options, setup, strategy, held)
+        _train_and_report(options, setup, strategy, training)
+
+
+def _train_and_report(options: dict, setup: SequenceSetup, strategy, training: dict) -> None:
     done = training["state"].step if "state" in training else 0
     with _progress(setup.steps - done, f"training {setup.task.name} ({strategy.name})",
                    options["quiet"]) as bar:
@@ -129,9 +141,9 @@ def train_one(options: dict) -> None:
             where = options.get("state_dir") or options["resume_dir"]
             raise NonFiniteError(f"{error}; the state before that step is saved in {where}: "
                                  f"continue with --resume {where}") from None
-    if not options["quiet"]:
-        click.echo(_summary_lines(setup))
-        click.echo(table([row]))
+    if not options["quiet"]:  # on stderr when an output takes stdout
+        click.echo(_summary_lines(setup), err=options.get("to_stdout", False))
+        click.echo(table([row]), err=options.get("to_stdout", False))
     _write_outputs(options, [row], single=True)
     if options.get("save_dir") is not None:
         config = {**run.model.config(), "task": setup.task.name, "seq_len": setup.task.seq_len,
@@ -141,17 +153,29 @@ def train_one(options: dict) -> None:
         _write(options["grads_path"], _save_grads, extras, row)
 
 
-def _kept_state(options: dict, setup: SequenceSetup, strategy) -> dict:
+def _kept_state(options: dict, setup: SequenceSetup, strategy,
+                held: contextlib.ExitStack) -> dict:
     """`train_sequence`'s options for `--state-dir`, `--state-every` and `--resume`.
 
     `--resume DIR` continues from the state in DIR (checked against the options now, before
     any training) and goes on keeping it there unless `--state-dir` names another directory.
+    The directories are locked for the run (`held` releases them); a `--state-dir` holding
+    another run's resumable state is refused unless `--overwrite-state`.
     """
     where = options.get("state_dir") or options.get("resume_dir")
+    resume = options.get("resume_dir")
     if options.get("state_every") is not None and where is None:
         raise ValueError("--state-every needs --state-dir DIR (or --resume DIR)")
+    if options.get("overwrite_state") and options.get("state_dir") is None:
+        raise ValueError("--overwrite-state needs --state-dir DIR")
+    same = resume is not None and where.resolve() == resume.resolve()
+    if where is not None and (where / io.STATE_FILE).exists() and not same \
+            and not options.get("overwrite_state"):
+        raise ValueError(f"{where} holds a resumable training state; continue it with "
+                         f"--resume {where}, or pass --overwrite-state to replace it")
     training = {}
-    if options.get("resume_dir") is not None:
+    if resume is not None:
+        held.enter_context(io.lock_state_dir(resume))
         state = load_training_state(options["resume_dir"], setup, strategy)
         if state.step > setup.steps:
             raise ValueError(f"the run saved in {options['resume_dir']} is at step "
@@ -159,6 +183,8 @@ def _kept_state(options: dict, setup: SequenceSetup, strategy) -> dict:
                              f"{state.step} steps in all")
         training["state"] = state
     if where is not None:
+        if not same:
+            held.enter_context(io.lock_state_dir(where))
         identity = run_identity(setup, strategy)
         training["on_save"] = lambda state: _write(where, save_training_state, state, identity)
         training["save_every"] = options.get("state_every") or DEFAULT_STATE_EVERY
@@ -168,16 +194,21 @@ def _kept_state(options: dict, setup: SequenceSetup, strategy) -> dict:
 def compare(names: list[str], options: dict) -> None:
     """Several strategies on the same seed and batches: one table, the rows, the plots."""
     setup = make_setup(options)
-    reference = first_batch_gradients(setup, Full())[3]
+    strategies = [strategy_for(setup, name, options, reference=False) for name in names]
+    # One reference for all rows: full when it is compared anyway, else a bounded exact plan.
+    chosen = Full() if "full" in names else Periodic()
+    resources.check_run_fits(setup, chosen, limit=options.get("max_memory"))
+    reference = first_batch_gradients(setup, chosen)[3]
     rows = []
-    for name in names:
-        strategy = strategy_for(setup, name, options)
+    for name, strategy in zip(names, strategies):
         with _progress(setup.steps, f"{name:>10}", options["quiet"]) as bar:
-            row, _, _ = benchmark(setup, strategy, reference, on_step=lambda r: bar.update(1))
+            row, _, _ = benchmark(setup, strategy, reference, on_step=lambda r: bar.update(1),
+                                  reference_label=label({"strategy": chosen.name,
+                                                         "params": vars(chosen)}))
         rows.append(row)
     if not options["quiet"]:
-        click.echo(_summary_lines(setup))
-        click.echo(table(rows))
+        click.echo(_summary_lines(setup), err=options.get("to_stdout", False))
+        click.echo(table(rows), err=options.get("to_stdout", False))
     _write_outputs(options, rows, single=False)
 
 
@@ -189,11 +220,16 @@ def _write(path, write, *args, **kwargs) -> None:
         raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
 
 
+def _write_text(path, text: str) -> None:
+    """`text` to `path` atomically, or to standard output for `-`."""
+    write_text(path, text, lambda p, t: _write(p, io.atomic_write_bytes, t.encode()))
+
+
 def _write_outputs(options: dict, rows: list[dict], single: bool) -> None:
     if options.get("json_path") is not None:
-        _write(options["json_path"], io.atomic_write_json, rows[0] if single else rows)
+        _write_text(options["json_path"], io.dumps_strict(rows[0] if single else rows) + "\n")
     if options.get("csv_path") is not None:
-        _write(options["csv_path"], io.atomic_write_bytes, _csv(rows).encode())
+        _write_text(options["csv_path"], _csv(rows))
     if options.get("plot_path") is not None:
         from bptt.plots.curves import plot_training_curves
         _write(options["plot_path"], plot_training_curves, rows)
@@ -232,7 +268,9 @@ def train_iris(options: dict) -> None:
     from bptt.studies import iris_bench
     from tasks import iris
 
-    data, train = iris.load_data(), _iris_training(options)
+    train = _iris_training(options)
+    resources.check_fits(iris_estimate(train), options.get("max_memory"), hint=IRIS_HINT)
+    data = iris.load_data()
     name = options["strategy"]
     strategy = _per_batch_strategy(name, options)
     measured = iris_bench.measure(data, strategy, train["seed"], train["batch_size"],
@@ -240,10 +278,11 @@ def train_iris(options: dict) -> None:
     with _progress(train["epochs"], "training iris", options["quiet"]) as bar:
         row, run = iris_bench.benchmark(data, strategy, measured=measured,
                                         on_epoch=lambda record: bar.update(1), **train)
-    if not options["quiet"]:
-        click.echo(_iris_summary(row))
-        click.echo(epoch_table(row["history"]))
-        click.echo(table([row]))
+    if not options["quiet"]:  # on stderr when an output takes stdout
+        err = options.get("to_stdout", False)
+        click.echo(_iris_summary(row), err=err)
+        click.echo(epoch_table(row["history"]), err=err)
+        click.echo(table([row]), err=err)
     _write_outputs({**options, "plot_path": None}, [row], single=True)  # its own plot below
     final = run.final
     if options.get("plot_path") is not None:
@@ -266,7 +305,9 @@ def compare_iris(names: list[str], options: dict) -> None:
     from bptt.studies import iris_bench
     from tasks import iris
 
-    data, train = iris.load_data(), _iris_training(options)
+    train = _iris_training(options)
+    resources.check_fits(iris_estimate(train), options.get("max_memory"), hint=IRIS_HINT)
+    data = iris.load_data()
     reference = iris_bench.full_gradients(data, train["seed"], train["batch_size"],
                                           train["hidden"])
     measured = [iris_bench.measure(data, _per_batch_strategy(name, options), train["seed"],
@@ -280,8 +321,8 @@ def compare_iris(names: list[str], options: dict) -> None:
                                           **train)
         rows.append(row)
     if not options["quiet"]:
-        click.echo(_iris_summary(rows[0]))
-        click.echo(table(rows))
+        click.echo(_iris_summary(rows[0]), err=options.get("to_stdout", False))
+        click.echo(table(rows), err=options.get("to_stdout", False))
     _write_outputs({**options, "plot_path": None}, rows, single=False)
     if options.get("plot_path") is not None:
         from bptt.plots.curves import plot_training_curves
@@ -303,6 +344,24 @@ def _iris_training(options: dict) -> dict:
             "hidden": hidden or (options.get("hidden") or 32,),
             "optimizer": options["optimizer"] or "sgd", "clip": options["clip"],
             "on_nonfinite": options["on_nan"]}
+
+
+def iris_estimate(train: dict) -> resources.RunEstimate:
+    """What an iris run holds, from `_iris_training`'s sizes alone: the MLP's float64 weights
+    with their gradients and optimiser buffers, the copies measuring and full's reference
+    gradient make, the layers' activations (every tape of a batch; the whole data set when
+    evaluating), and the history."""
+    from tasks import iris
+
+    sizes = (len(iris.FEATURES), *train["hidden"], len(iris.CLASSES))
+    weights = 8 * sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    activations = 8 * sum(sizes)
+    return resources.RunEstimate({
+        "weights and gradients": 2 * weights,
+        "optimiser state": (2 if train["optimizer"] == "adam" else 1) * weights,
+        "measurement and reference": 4 * weights,
+        "activations": activations * (2 * 150 + 3 * min(train["batch_size"], 150)),
+        "history": train["epochs"] * IRIS_BYTES_PER_EPOCH})
 
 
 def _per_batch_strategy(name: str, options: dict):
@@ -340,12 +399,18 @@ def show_plan(options: dict) -> None:
     """`bptt-bench plan`: the counts of one strategy's plan for an RNN chain, and its drawing."""
     from bptt.nn.rnn import RNN
 
-    T, batch = options["seq_len"], options["batch"]
-    model = RNN(options["cell"], options["input_size"], options["hidden"], 1,
-                np.random.default_rng(0))
-    one_step = model.chain(np.zeros((1, batch, options["input_size"]), np.float32),
-                           np.zeros((1, batch, 1), np.float32)).profile()
-    profile = ChainProfile.uniform(T, one_step.state_bytes[0], one_step.tape_bytes[0])
+    T, D = options["seq_len"], options["input_size"]
+    resources.check_plan_length(T)
+
+    def measure(batch: int, hidden: int) -> tuple[int, int]:
+        model = RNN(options["cell"], D, hidden, 1, np.random.default_rng(0))
+        one_step = model.chain(np.zeros((1, batch, D), np.float32),
+                               np.zeros((1, batch, 1), np.float32)).profile()
+        return one_step.state_bytes[0], one_step.tape_bytes[0]
+
+    # Sizes extrapolated from small probes: a --hidden of 10^8 is counted, never allocated.
+    profile = ChainProfile.uniform(T, *resources.extrapolate_sizes(measure, options["batch"],
+                                                                   options["hidden"]))
     strategy = make_strategy(options["strategy"], options, profile)
     started = time.perf_counter()
     plan = strategy.plan(profile)
@@ -356,12 +421,9 @@ def show_plan(options: dict) -> None:
                                if k != "length"},
               "state_bytes": profile.state_bytes[0], "tape_bytes": profile.tape_bytes[0],
               "planning_seconds": seconds}
-    text = json.dumps(counts, indent=2)
-    if options["json_path"] is not None and str(options["json_path"]) == "-":
-        click.echo(text)
-    else:
-        if options["json_path"] is not None:
-            _write(options["json_path"], io.atomic_write_json, counts)
+    if options["json_path"] is not None:
+        _write_text(options["json_path"], io.dumps_strict(counts) + "\n")
+    if not is_stdout(options["json_path"]):
         click.echo("\n".join(f"{k:>16}: {v}" for k, v in counts.items()))
     if options["plot_path"] is not None:
         from bptt.plots.plans import plot_plan

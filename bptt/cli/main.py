@@ -13,7 +13,6 @@ before training where possible; never a traceback.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import warnings
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ import click
 
 from bptt.cli.options import (SEQUENCE_TASKS, check_applicable, check_strategy_parameters,
                               given_options)
+from bptt.cli.outputs import one_stdout, output_file, writable_dir
 from bptt.training.memory import parse_bytes
 
 STRATEGY_NAMES = ("full", "truncated", "checkpoint", "revolve", "adaptive")
@@ -63,33 +63,6 @@ def _layer_sizes(ctx, param, value):
     return sizes
 
 
-def _writable_file(ctx, param, path: Path | None) -> Path | None:
-    if path is None or str(path) == "-":
-        return path
-    if path.is_dir():
-        raise click.BadParameter(f"{path} is a directory, expected a file path")
-    parent = path.parent
-    if not parent.is_dir():
-        raise click.BadParameter(f"cannot write {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise click.BadParameter(f"cannot write {path}: directory {parent} is not writable")
-    return path
-
-
-def _writable_dir(ctx, param, path: Path | None) -> Path | None:
-    if path is None:
-        return None
-    if path.exists() and not path.is_dir():
-        raise click.BadParameter(f"{path} exists and is not a directory")
-    existing = path
-    while not existing.exists():  # the directory will be created below its nearest ancestor
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise click.BadParameter(f"cannot create or write {path}: {existing} is not a "
-                                 f"writable directory")
-    return path
-
-
 def _state_dir_to_resume(ctx, param, path: Path | None) -> Path | None:
     if path is None:
         return None
@@ -99,7 +72,7 @@ def _state_dir_to_resume(ctx, param, path: Path | None) -> Path | None:
     if not path.is_dir():
         raise click.BadParameter(f"{path} is a file; expected the directory given to "
                                  f"--state-dir")
-    return _writable_dir(ctx, param, path)
+    return writable_dir(ctx, param, path)
 
 
 def _stack(*decorators):
@@ -108,12 +81,6 @@ def _stack(*decorators):
             f = d(f)
         return f
     return apply
-
-
-def _output_file(flag: str, dest: str, help: str):
-    """An option naming a file to write, checked to be writable before any work starts."""
-    return click.option(flag, dest, type=click.Path(path_type=Path), callback=_writable_file,
-                        help=help)
 
 
 strategy_options = _stack(
@@ -128,6 +95,11 @@ strategy_options = _stack(
                  help="adaptive: memory budget, e.g. 10MB, 512KiB or 200000 (bytes); "
                       "default 10% of full's cache."),
 )
+
+max_memory_option = click.option(
+    "--max-memory", callback=_budget,
+    help="Refuse the run before it starts if its estimated memory exceeds this, e.g. 2GB "
+         "(default: the memory available, MemAvailable in /proc/meminfo).")
 
 model_options = _stack(
     click.option("--task", type=click.Choice(TASKS), default="reber", show_default=True,
@@ -165,15 +137,16 @@ model_options = _stack(
               show_default=True, help="How memory is traded against recomputation.")
 @strategy_options
 @model_options
-@_output_file("--json", "json_path", "Write the figures and history to this JSON file.")
-@_output_file("--csv", "csv_path", "Write the per-step history to this CSV file.")
-@_output_file("--plot", "plot_path", "Write a PNG of the training curves.")
-@click.option("--save", "save_dir", type=click.Path(path_type=Path), callback=_writable_dir,
+@max_memory_option
+@output_file("--json", "json_path", "Write the figures and history to this JSON file.")
+@output_file("--csv", "csv_path", "Write the per-step history to this CSV file.")
+@output_file("--plot", "plot_path", "Write a PNG of the training curves.", text=False)
+@click.option("--save", "save_dir", type=click.Path(path_type=Path), callback=writable_dir,
               help="Save the trained weights (model.safetensors + config.json) here.")
-@click.option("--save-grads", "grads_path", type=click.Path(path_type=Path),
-              callback=_writable_file,
-              help="Write the first batch, initial weights and their gradients (safetensors).")
-@click.option("--state-dir", type=click.Path(path_type=Path), callback=_writable_dir,
+@output_file("--save-grads", "grads_path",
+             "Write the first batch, initial weights and their gradients (safetensors).",
+             text=False)
+@click.option("--state-dir", type=click.Path(path_type=Path), callback=writable_dir,
               help="Keep the training state here (weights, optimiser buffers, the batch "
                    "generator's state, history), replaced atomically every --state-every "
                    "steps, at the end and when a NaN stops training; see --resume.")
@@ -184,6 +157,9 @@ model_options = _stack(
               help="Continue the run saved in this --state-dir up to --steps in all, bit for "
                    "bit as if uninterrupted; the options must be the run's (the strategy may "
                    "be another exact one). The state goes on being kept there.")
+@click.option("--overwrite-state", is_flag=True,
+              help="Let --state-dir replace a resumable state already there (a new run "
+                   "otherwise refuses to, so that no run's state is lost by mistake).")
 @click.pass_context
 def main(ctx: click.Context, **options) -> None:
     """Train a model with a memory strategy and report memory, time and convergence."""
@@ -192,6 +168,7 @@ def main(ctx: click.Context, **options) -> None:
     from bptt.cli import commands
     with _bad_input(), _one_line_warnings():
         check_applicable(options["task"], [options["strategy"]], given_options(ctx))
+        options["to_stdout"] = one_stdout(options, {"json_path": "--json", "csv_path": "--csv"})
         if options["task"] == "iris":
             commands.train_iris(options)
         else:
@@ -203,10 +180,11 @@ def main(ctx: click.Context, **options) -> None:
               show_default=True, help="Comma-separated strategy names.")
 @strategy_options
 @model_options
-@_output_file("--json", "json_path", "Write all rows (with histories) to this JSON file.")
-@_output_file("--csv", "csv_path", "Write the table to this CSV file.")
-@_output_file("--plot", "plot_path",
-              "Write the comparison plots (loss against step and time) as PNG.")
+@max_memory_option
+@output_file("--json", "json_path", "Write all rows (with histories) to this JSON file.")
+@output_file("--csv", "csv_path", "Write the table to this CSV file.")
+@output_file("--plot", "plot_path",
+             "Write the comparison plots (loss against step and time) as PNG.", text=False)
 @click.pass_context
 def compare(ctx: click.Context, **options) -> None:
     """Run several strategies side by side on the same seed and batches."""
@@ -218,6 +196,7 @@ def compare(ctx: click.Context, **options) -> None:
     from bptt.cli import commands
     with _bad_input(), _one_line_warnings():
         check_applicable(options["task"], names, given_options(ctx), "--strategies")
+        options["to_stdout"] = one_stdout(options, {"json_path": "--json", "csv_path": "--csv"})
         if options["task"] == "iris":
             commands.compare_iris(names, options)
         else:
@@ -233,9 +212,8 @@ def compare(ctx: click.Context, **options) -> None:
 @click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--input-size", type=click.IntRange(min=1), default=2, show_default=True)
-@_output_file("--json", "json_path",
-              "Write the counts as JSON to this file ('-' for standard output).")
-@_output_file("--plot", "plot_path", "Draw the plan (step against time) as PNG.")
+@output_file("--json", "json_path", "Write the counts as JSON to this file.")
+@output_file("--plot", "plot_path", "Draw the plan (step against time) as PNG.", text=False)
 @click.pass_context
 def plan(ctx: click.Context, **options) -> None:
     """Plan one training step for a chain and print its counts, without training."""
@@ -278,4 +256,3 @@ def _one_line(error: BaseException) -> str:
     if isinstance(error, OSError) and error.filename:
         text = f"{error.filename}: {error.strerror or text}"
     return " ".join(text.split())
-

@@ -18,7 +18,7 @@ SEQUENCE_TASKS = ("adding", "copy", "reber", "text")
 SEQUENCE_ONLY = {
     "seq_len": "--seq-len", "cell": "--cell", "steps": "--steps", "text_path": "--text",
     "grads_path": "--save-grads", "state_dir": "--state-dir", "state_every": "--state-every",
-    "resume_dir": "--resume",
+    "resume_dir": "--resume", "overwrite_state": "--overwrite-state",
 }
 
 #: {parameter name: flag} of the options only `--task iris` (the MLP) uses.
@@ -27,7 +27,7 @@ IRIS_ONLY = {"epochs": "--epochs", "layers": "--layers"}
 #: The parameter names of the options that work for every task.
 EVERY_TASK = frozenset({
     "task", "strategy", "strategies", "hidden", "batch", "lr", "optimizer", "clip", "on_nan",
-    "seed", "quiet", "json_path", "csv_path", "plot_path", "save_dir",
+    "seed", "quiet", "json_path", "csv_path", "plot_path", "save_dir", "max_memory",
 })
 
 #: {parameter name: (flag, the strategy it parameterises)}.

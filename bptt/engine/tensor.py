@@ -49,7 +49,13 @@ def as_float_array(value, what: str = "tensor data") -> np.ndarray:
     """
     if isinstance(value, np.ndarray):
         array = value
-    elif isinstance(value, (int, float, list, tuple, np.generic)) and not isinstance(value, bool):
+    elif isinstance(value, (list, tuple)):
+        array = np.asarray(value)  # no dtype yet: np.asarray(["1"], float) would parse strings
+        if array.dtype.kind not in "iuf":
+            raise TypeError(f"{what} must hold numbers, got a {type(value).__name__} of "
+                            f"{array.dtype} ({array.dtype.kind!r} kind) values")
+        array = array.astype(np.float64)
+    elif isinstance(value, (int, float, np.generic)) and not isinstance(value, bool):
         array = np.asarray(value, dtype=np.float64 if not isinstance(value, np.generic) else None)
     else:
         raise TypeError(f"{what} must be a float32/float64 array or a number, "

@@ -8,7 +8,10 @@
 - `step_time_s`: median seconds of a training step (forward, backward, update), untraced;
 - `final_loss` and the task's metric after training;
 - `grad_max_abs_diff_vs_full`: the largest difference from `full`'s gradient on the first batch
-  (0.0 for every exact strategy: they are bitwise equal).
+  (0.0 for every exact strategy: they are bitwise equal), and `grad_reference`, the exact
+  strategy that gradient was computed with. Only `full` itself holds every tape: for any other
+  strategy the reference is another exact plan of bounded memory (`reference_strategy`), which
+  gives full's gradient bit for bit, so the run's memory stays bounded by what it chose.
 """
 from __future__ import annotations
 
@@ -19,8 +22,12 @@ import numpy as np
 
 from bptt.training.memory import rss_peak_mib, traced_peak
 from bptt.training.train import SequenceRun, SequenceSetup, StepRecord, train_sequence
+from checkpointing.binomial import Revolve
 from checkpointing.executor import Execution, execute
 from checkpointing.full import Full
+from checkpointing.periodic import Periodic
+
+REFERENCE_SLOTS = 10
 
 
 def first_batch_gradients(setup: SequenceSetup, strategy, measure: bool = False):
@@ -76,23 +83,38 @@ def warn_unreached(strategy, grads: dict, reference: dict, length: int) -> list[
     return missing
 
 
+def reference_strategy(strategy):
+    """The exact strategy whose first-batch gradient `strategy`'s is compared with.
+
+    `full` is its own reference. Any other strategy gets `checkpoint` (sqrt(T) states and one
+    segment's tapes: O(sqrt T) memory), and `checkpoint` itself gets `revolve` with
+    `REFERENCE_SLOTS` slots, so that the comparison is between two different exact plans.
+    """
+    if isinstance(strategy, Full):
+        return strategy
+    return Revolve(REFERENCE_SLOTS) if isinstance(strategy, Periodic) else Periodic()
+
+
 def max_abs_diff(a: dict, b: dict) -> float:
     """Largest absolute difference between two {name: array} dicts with the same keys."""
     return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
 
 
-def benchmark(setup: SequenceSetup, strategy, reference: dict | None = None,
-              on_step=None, **training) -> tuple[dict, SequenceRun, dict]:
+def benchmark(setup: SequenceSetup, strategy, reference: dict | None = None, on_step=None,
+              reference_label: str = "full", **training) -> tuple[dict, SequenceRun, dict]:
     """Measure `strategy` on `setup` and train with it: (row, the run, first-batch extras).
 
-    `reference`: full's first-batch gradients, if already computed (compare reuses them).
+    `reference`: the first-batch gradients of an exact strategy named `reference_label`, if
+    already computed (compare reuses them); by default those of `reference_strategy(strategy)`.
     `training`: passed on to `train_sequence` (state, on_save, save_every).
     The extras hold what `--save-grads` writes: inputs, targets, initial weights, gradients.
     """
     model, inputs, targets, grads, execution, traced, rss = first_batch_gradients(
         setup, strategy, measure=True)
     if reference is None:
-        reference = grads if isinstance(strategy, Full) else first_batch_gradients(setup, Full())[3]
+        chosen = reference_strategy(strategy)
+        reference_label = label({"strategy": chosen.name, "params": strategy_params(chosen)})
+        reference = grads if chosen is strategy else first_batch_gradients(setup, chosen)[3]
     warn_unreached(strategy, grads, reference, setup.task.seq_len)
     extras = {"inputs": inputs, "targets": targets,
               "weights": {n: p.data.copy() for n, p in model.named_parameters()},
@@ -110,6 +132,7 @@ def benchmark(setup: SequenceSetup, strategy, reference: dict | None = None,
         "peak_tapes": stats.peak_tapes, "step_time_s": run.median_step_time,
         "final_loss": run.final_loss, "metric_name": setup.task.metric_name,
         "metric": run.metric, "grad_max_abs_diff_vs_full": max_abs_diff(grads, reference),
+        "grad_reference": reference_label,
         "history": [_record(r) for r in run.history],
     }
     return row, run, extras

@@ -5,14 +5,21 @@ builder that rebuilds the model (`ARCHITECTURES`: "mlp" or "rnn"). Every write g
 to a temporary file in the target directory and is moved into place with `os.replace`, so an
 interrupted run leaves either the old file or the new one, never half of one.
 A training state (`save_state`/`load_state`) pairs a safetensors file with a JSON file that
-names it and its SHA-256: the pair is replaced as one, so a crash never mixes two states.
+names it and its SHA-256, and carries a SHA-256 of its own content: the pair is replaced as
+one, so a crash never mixes two states, and a change to either file is refused by name.
+
+Files are read only if they are regular files under a size limit (`read_regular_file`: a FIFO
+or /dev/zero is refused, not waited on or read forever); JSON is read strictly (`parse_json`:
+NaN, Infinity and nesting past Python's recursion limit are errors naming the file) and
+written strictly (`strict_json`: NaN and infinities become null). Writes never replace
+anything but a regular file. `lock_state_dir` gives a run sole use of a state directory.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -20,6 +27,9 @@ import numpy as np
 
 from bptt.nn import MLP, Module
 from bptt.nn.rnn import RNN
+from bptt.training.files import (FileReadError, atomic_write_bytes, atomic_write_json,  # noqa: F401
+                                 check_replaceable, dumps_strict, parse_json,
+                                 read_regular_file, strict_json)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -32,35 +42,16 @@ ARCHITECTURES: dict[str, Callable[[dict], Module]] = {"mlp": MLP.from_config,
                                                       "rnn": RNN.from_config}
 
 
-class ModelFileError(ValueError):
+MAX_JSON_BYTES = 1 << 30      # a state's JSON: ~140 B per step of history
+MAX_ARRAYS_BYTES = 1 << 40    # a state's or a model's safetensors file
+
+
+class ModelFileError(FileReadError):
     """A saved model file is missing, unreadable, corrupt or does not match its config."""
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory and `os.replace`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would have
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_json(path, value) -> None:
-    """Write `value` as indented JSON to `path`, atomically (see `atomic_write_bytes`)."""
-    atomic_write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
+class StateLockedError(ValueError):
+    """Another run holds the training-state directory."""
 
 
 def save_arrays(path, arrays: Mapping[str, np.ndarray],
@@ -170,19 +161,23 @@ def load_model(directory) -> Module:
 
 def save_state(directory, arrays: Mapping[str, np.ndarray], info: dict) -> None:
     """Save a training state in `directory` (created if needed): `arrays` as safetensors, `info`
-    (JSON-serialisable) in `training_state.json`, which also names the arrays' file and its
-    SHA-256.
+    (JSON-serialisable; NaN and infinities become null) in `training_state.json`, which also
+    names the arrays' file, its SHA-256, and a SHA-256 of the JSON's own content ("checksum",
+    see `state_checksum`), so that a change to either file is detected.
 
     The arrays go to a new file named by their digest; the JSON, written last, is the commit
     point; the older arrays files are removed after it. Interrupted anywhere, the directory
-    holds the previous state or the new one, whole.
+    holds the previous state or the new one, whole (and temporary files that the next
+    `lock_state_dir` removes).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     data = _safetensors_bytes(arrays, {"format": FORMAT})
     digest = hashlib.sha256(data).hexdigest()
     name = STATE_ARRAYS.format(digest=digest[:16])
-    text = json.dumps({**info, "arrays": name, "sha256": digest}, indent=2) + "\n"
+    content = strict_json({**info, "arrays": name, "sha256": digest})
+    content["checksum"] = state_checksum(content)
+    text = json.dumps(content, indent=2, allow_nan=False) + "\n"
     existed = (directory / name).exists()
     atomic_write_bytes(directory / name, data)
     try:
@@ -196,11 +191,22 @@ def save_state(directory, arrays: Mapping[str, np.ndarray], info: dict) -> None:
             old.unlink(missing_ok=True)
 
 
+def state_checksum(content: dict) -> str:
+    """SHA-256 of a state JSON's content without its "checksum" entry, in canonical form
+    (sorted keys, no spaces): any change to any value, a one-unit change included, alters it.
+    It detects damage and edits, not forgery (anyone can recompute it)."""
+    body = {k: v for k, v in content.items() if k != "checksum"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def load_state(directory) -> tuple[dict[str, np.ndarray], dict]:
     """(arrays, info) of the training state saved by `save_state` in `directory`.
 
-    A ModelFileError names the file that is missing, not JSON, not safetensors, or whose bytes
-    differ from the SHA-256 the JSON recorded (changed or damaged after it was written).
+    A ModelFileError names the file that is missing, not a regular file, too large, not
+    strict JSON, not safetensors, or whose content differs from the checksums recorded
+    (changed or damaged after it was written). `info` still holds "arrays", "sha256" and
+    "checksum"; JSON nulls stand for NaN (see `save_state`).
     """
     from safetensors import SafetensorError
     from safetensors.numpy import load
@@ -211,25 +217,26 @@ def load_state(directory) -> tuple[dict[str, np.ndarray], dict]:
         raise ModelFileError(f"{directory} {what}; expected a directory holding "
                              f"{STATE_FILE}")
     path = directory / STATE_FILE
-    try:
-        info = json.loads(path.read_bytes())
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         raise ModelFileError(f"{path}: file not found; {directory} holds no saved training "
-                             f"state") from None
-    except OSError as error:
-        raise ModelFileError(f"{path}: cannot read it ({error.strerror or error})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{path}: not valid JSON ({error})") from None
-    name = info.get("arrays") if isinstance(info, dict) else None
+                             f"state")
+    info = parse_json(read_regular_file(path, MAX_JSON_BYTES, ModelFileError), path,
+                      ModelFileError)
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    if not isinstance(info.get("checksum"), str) or info["checksum"] != state_checksum(info):
+        raise ModelFileError(f"{path}: its content does not match the checksum it recorded; "
+                             f"the file was changed or damaged")
+    name = info.get("arrays")
     if not isinstance(name, str) or Path(name).name != name or not name:
         raise ModelFileError(f"{path}: 'arrays' must name a file in {directory}, got {name!r}")
     arrays_path = directory / name
     try:
-        data = arrays_path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"{arrays_path}: file not found (named in {path})") from None
-    except OSError as error:
-        raise ModelFileError(f"{arrays_path}: cannot read it ({error.strerror or error})") from None
+        data = read_regular_file(arrays_path, MAX_ARRAYS_BYTES, ModelFileError)
+    except ModelFileError as error:
+        if not arrays_path.exists():
+            raise ModelFileError(f"{arrays_path}: file not found (named in {path})") from None
+        raise error from None
     if hashlib.sha256(data).hexdigest() != info.get("sha256"):
         raise ModelFileError(f"{arrays_path}: its contents do not match the SHA-256 recorded "
                              f"in {path}; the file was changed or damaged")
@@ -239,3 +246,54 @@ def load_state(directory) -> tuple[dict[str, np.ndarray], dict]:
         raise ModelFileError(f"{arrays_path}: not a readable safetensors file "
                              f"({error})") from None
     return arrays, info
+
+
+@contextmanager
+def lock_state_dir(directory):
+    """Hold `directory` (created if needed) for one run: a second `lock_state_dir` on it, in
+    this process or another, fails with `StateLockedError` until the first is left.
+
+    An advisory `flock` on the directory itself (no lock file to leave behind; released by the
+    kernel if the process dies, SIGKILL included). On taking it, leftovers of a run killed
+    mid-save are removed: temporary files of atomic writes, and arrays files that the state's
+    JSON does not name. Where `fcntl` is missing (Windows) nothing is locked.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux
+        yield directory
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateLockedError(f"{directory} is in use by another run (it holds the "
+                                   f"directory's lock); wait for it to end or use another "
+                                   f"--state-dir") from None
+        remove_stale_files(directory)
+        yield directory
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_stale_files(directory) -> list[Path]:
+    """Remove what an interrupted save left in a state directory (call it holding the lock):
+    temporary files of atomic writes, and arrays files the current state does not name.
+    Returns the paths removed."""
+    directory = Path(directory)
+    named = None
+    try:
+        info = parse_json(read_regular_file(directory / STATE_FILE, MAX_JSON_BYTES),
+                          directory / STATE_FILE)
+        named = info.get("arrays") if isinstance(info, dict) else None
+    except FileReadError:
+        pass  # no readable state: keep every arrays file (loading will name the problem)
+    stale = [p for p in directory.glob(".*.tmp") if p.is_file()]
+    if named is not None:
+        stale += [p for p in directory.glob(STATE_ARRAYS.format(digest="*")) if p.name != named]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

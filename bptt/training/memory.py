@@ -72,7 +72,8 @@ def format_bytes(n: float | None, digits: int = 2) -> str:
     """`n` bytes in the largest binary unit it reaches ("1.97 MiB"); "-" for None."""
     if n is None:
         return "-"
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+    for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20),
+                       ("KiB", 2**10)):
         if n >= size:
             return f"{n / size:.{digits}f} {unit}"
     return f"{n:.0f} B"

@@ -23,9 +23,10 @@ import numpy as np
 from bptt.training import io
 from bptt.nn.rnn import RNN
 from bptt.training.optim import SGD, Adam, Optimizer, clip_grad_norm, grad_norm
+from bptt.training.state_schema import state_schema_problems
 from checkpointing.executor import Execution, execute
 from checkpointing.full import Full
-from checkpointing.plan import Plan
+from checkpointing.plan import Plan, whole_number
 from checkpointing.truncated import Truncated
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
@@ -215,8 +216,7 @@ def train_sequence(setup: SequenceSetup, strategy=None,
     continued, e.g. skipping such steps). See `train_step` for the rest.
     """
     strategy = strategy or Full()
-    if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
-        raise ValueError(f"save_every must be a whole number of steps >= 1, got {save_every!r}")
+    save_every = whole_number("save_every", save_every, 1, "steps")
     state = state or TrainingState.start(setup)
     if state.step > setup.steps:
         raise ValueError(f"the run is already at step {state.step}, past steps={setup.steps}")
@@ -311,19 +311,27 @@ def save_training_state(directory, state: TrainingState, identity: dict) -> None
 def load_training_state(directory, setup: SequenceSetup, strategy) -> TrainingState:
     """The state saved in `directory`, to continue training with `setup` and `strategy`.
 
-    Raises `bptt.training.io.ModelFileError` (a ValueError) naming the file for a missing, corrupt or
-    foreign state, and naming every option that differs from the saved run's.
+    Raises `bptt.training.io.ModelFileError` (a ValueError) naming the file for a missing,
+    corrupt, changed or foreign state, for any entry whose type or value is not what
+    `save_training_state` writes (exact types: a bool is not an int, a string not a float),
+    and naming every option that differs from the saved run's. The optimiser's
+    hyperparameters must be this run's: a state never silently replaces them.
     """
     arrays, info = io.load_state(directory)
     where = f"{os.fspath(directory)}/{io.STATE_FILE}"
     if info.get("format") != STATE_FORMAT:
         raise io.ModelFileError(f"{where}: not a bptt training state (format "
                                 f"{info.get('format')!r}, expected {STATE_FORMAT!r})")
-    differences = identity_differences(info.get("run") or {}, run_identity(setup, strategy))
-    if differences:
-        raise io.ModelFileError(f"cannot continue the run saved in {os.fspath(directory)} "
-                                f"with other options: " + "; ".join(differences))
-    state = TrainingState.start(setup)
+    if type(info.get("run")) is dict:  # other options first: the likeliest mistake
+        differences = identity_differences(info["run"], run_identity(setup, strategy))
+        if differences:
+            raise io.ModelFileError(f"cannot continue the run saved in {os.fspath(directory)} "
+                                    f"with other options: " + "; ".join(differences))
+    fresh = TrainingState.start(setup)
+    problems = state_schema_problems(info, fresh)
+    if problems:
+        raise io.ModelFileError(f"{where}: not a valid training state: " + "; ".join(problems))
+    state = fresh
     try:
         state.model.load_state_dict({k[len("model."):]: v for k, v in arrays.items()
                                      if k.startswith("model.")})
@@ -331,13 +339,15 @@ def load_training_state(directory, setup: SequenceSetup, strategy) -> TrainingSt
             **info["optimizer"], "buffers": {k[len("optimizer."):]: v for k, v in arrays.items()
                                              if k.startswith("optimizer.")}})
         state.data_rng.bit_generator.state = info["data_rng"]
-        state.history = [StepRecord(**r) for r in info["history"]]
-        state.step = info["step"]
     except (KeyError, TypeError, ValueError) as error:
         text = f"missing {error}" if isinstance(error, KeyError) else str(error)
         raise io.ModelFileError(f"{where}: does not match its arrays or this run "
                                 f"({text})") from None
-    if not isinstance(state.step, int) or state.step != len(state.history):
-        raise io.ModelFileError(f"{where}: step {state.step!r} does not match the "
-                                f"{len(state.history)} steps of its history")
+    state.history = [StepRecord(r["step"], _float(r["loss"]), r["seconds"], r["skipped"],
+                                _float(r["grad_norm"])) for r in info["history"]]
+    state.step = info["step"]
     return state
+
+
+def _float(value) -> float:
+    return float("nan") if value is None else value

@@ -28,9 +28,19 @@ def ok(*args):
 
 
 def history(path):
-    """(step, loss, skipped, grad norm) of every step, floats exactly (NaN equal to NaN)."""
-    return [(h["step"], float(h["loss"]).hex(), h["skipped"], float(h["grad_norm"]).hex())
-            for h in json.loads(path.read_text())["history"]]
+    """(step, loss, skipped, grad norm) of every step, floats exactly (NaN, written as null,
+    equal to NaN). The file must be strict JSON."""
+    def number(x):
+        return float("nan").hex() if x is None else float(x).hex()
+
+    return [(h["step"], number(h["loss"]), h["skipped"], number(h["grad_norm"]))
+            for h in strict_load(path)["history"]]
+
+
+def strict_load(path):
+    def refuse(name):
+        raise ValueError(f"{path} holds {name}: not strict JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
 
 
 def weights_bytes(directory):
@@ -192,6 +202,15 @@ BAD = [  # (arguments, or a function of tmp_path giving them; what the message m
     (["--state-every", "0"], "0 is not in the range x>=1"),
     (lambda d: ["--task", "iris", "--state-dir", d / "s"],
      "is for sequence tasks, not --task iris"),
+    # resources checked before they are spent (issue 10): refused at once, nothing allocated
+    (["--hidden", "100000000"], "this run needs an estimated 177.64 PiB (weights and gradients"),
+    (["--seq-len", "1000000000"], "(evaluation batch 1.40 TiB, batches 44.70 GiB"),
+    (["--seq-len", "20000000", "--batch", "1", "--max-memory", "1000GB"],
+     "a chain of 20,000,000 steps is past the longest bptt plans (10,000,000 steps)"),
+    (["--batch", "1000000000"], "more than the"),
+    (["--steps", "100000000000000"], "estimated 35.53 PiB (history 35.53 PiB"),
+    (["--strategy", "revolve", "--max-memory", "10KB"], "more than the 9.77 KiB limit"),
+    (["--max-memory", "lots"], "cannot read 'lots' as a size"),
 ]
 
 
@@ -231,16 +250,17 @@ def test_a_damaged_state_passed_to_resume_is_named_and_nothing_is_written(state,
 
 def test_an_unreadable_text_file_is_named(tmp_path, monkeypatch):
     path = _text(tmp_path, b"some text " * 20)
-    real = pathlib.Path.read_bytes
+    real = os.open
 
-    def read_bytes(self):
-        if self == path:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def open_(name, *args, **kwargs):
+        if os.fspath(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(name))
+        return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(os, "open", open_)
     result = run(*SMALL, "--steps", 2, "--task", "text", "--text", path)
-    assert result.exit_code == 2 and f"{path}: Permission denied" in result.output, result.output
+    assert result.exit_code == 2, result.output
+    assert f"{path}: cannot read it (Permission denied)" in result.output, result.output
 
 
 @pytest.mark.parametrize("strategy", [[], ["--strategy", "truncated"],

@@ -127,3 +127,35 @@ def test_calling_an_rnn_says_how_to_use_it():
     model = RNN("rnn", 2, 3, 1, np.random.default_rng(0))
     with pytest.raises(TypeError, match=r"model\.chain\(inputs, targets\).*model\.predict"):
         model(np.zeros((4, 2, 2), np.float32))
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda: Revolve(np.int64(3)).slots, 3),
+    (lambda: Periodic(np.int32(4)).segment, 4),
+    (lambda: Truncated(np.int64(2), np.uint8(3)).k2, 3),
+    (lambda: Adaptive(np.int64(4096)).budget, 4096),
+    (lambda: OnlineCheckpointing(np.int16(5)).slots, 5),
+])
+def test_numpy_integers_are_whole_numbers(make, expected):
+    value = make()
+    assert value == expected and type(value) is int  # stored as a plain int: JSON-ready
+
+
+@pytest.mark.parametrize("make", [lambda: Revolve(np.float64(3.0)), lambda: Revolve(np.True_),
+                                  lambda: Revolve(3.0), lambda: Periodic(np.bool_(True))])
+def test_numpy_floats_and_booleans_are_not_whole_numbers(make):
+    with pytest.raises(ValueError, match="must be a whole number >= 1, got"):
+        make()
+
+
+def test_numpy_integer_plans_match_int_plans():
+    profile = model().chain(X, Y).profile()
+    assert list(Revolve(np.int64(2)).plan(profile)) == list(Revolve(2).plan(profile))
+
+
+@pytest.mark.parametrize("data, kind", [(["1", "2"], "<U1"), ([True, False], "bool"),
+                                        ((b"1",), "|S1"), ([None], "object")])
+def test_tensor_refuses_lists_that_are_not_numbers(data, kind):
+    from bptt import Tensor
+    with pytest.raises(TypeError, match=f"tensor data must hold numbers, got a .* of {kind}"):
+        Tensor(data)

@@ -273,7 +273,7 @@ def test_a_corrupt_arrays_file_with_a_matching_digest_is_refused_naming_it(saved
     path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
     info = json.loads((saved_state / io.STATE_FILE).read_text())
     info["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    (saved_state / io.STATE_FILE).write_text(json.dumps(info))
+    _write_signed(saved_state / io.STATE_FILE, info)
     with pytest.raises(ModelFileError, match=rf"{path.name}: not a readable safetensors file"):
         load_training_state(saved_state, setup_for(2), Full())
 
@@ -285,7 +285,7 @@ def test_arrays_that_do_not_match_the_run_are_listed(saved_state):
     foreign = json.loads((saved_state / "other" / io.STATE_FILE).read_text())
     os.replace(saved_state / "other" / foreign["arrays"], saved_state / foreign["arrays"])
     info.update(arrays=foreign["arrays"], sha256=foreign["sha256"])
-    (saved_state / io.STATE_FILE).write_text(json.dumps(info))
+    _write_signed(saved_state / io.STATE_FILE, info)
     with pytest.raises(ModelFileError, match=r"does not match its arrays or this run \(state does "
                                              r"not match RNN: cell.W_x: shape \(2, 7\), expected "
                                              r"\(2, 5\)"):
@@ -304,8 +304,9 @@ def test_arrays_that_do_not_match_the_run_are_listed(saved_state):
     (lambda d: _edit_json(d, arrays="../elsewhere.safetensors"), r"'arrays' must name a file "
                                                                  r"in"),
     (lambda d: _edit_json(d, step=5), r"step 5 does not match the 2 steps of its history"),
-    (lambda d: _edit_json(d, data_rng={"bit_generator": "MT19937"}), r"does not match its "
-                                                                     r"arrays or this run"),
+    (lambda d: _edit_json(d, data_rng={"bit_generator": "MT19937"}), r"'data_rng' is not a "
+                                                                     r"state of this run's "
+                                                                     r"generator \(PCG64\)"),
 ])
 def test_a_broken_state_directory_is_refused_naming_the_file(saved_state, edit, message):
     edit(saved_state)
@@ -314,8 +315,14 @@ def test_a_broken_state_directory_is_refused_naming_the_file(saved_state, edit, 
 
 
 def _edit_json(directory, **changes):
+    """Change entries and sign the result again (as a deliberate edit would): the schema behind
+    the checksum is what is tested."""
     path = directory / io.STATE_FILE
-    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+    _write_signed(path, {**json.loads(path.read_text()), **changes})
+
+
+def _write_signed(path, info):
+    path.write_text(json.dumps({**info, "checksum": io.state_checksum(info)}))
 
 
 def test_a_missing_directory_or_a_file_is_refused(tmp_path):
