@@ -224,13 +224,17 @@ def blas_kernel() -> str:
         from threadpoolctl import threadpool_info
     except ImportError:
         return "unknown (install threadpoolctl to see it)"
+    found = [f"numpy: {i.get('internal_api')} {i.get('version', '')} "
+             f"{i.get('architecture', '')} {i.get('num_threads')} thread(s)"
+             for i in threadpool_info() if i.get("user_api") == "blas"]
     try:
-        import torch  # noqa: F401  (loads MKL, so that it is listed)
+        import torch
     except ImportError:
-        pass
-    return ", ".join(f"{i.get('internal_api')} {i.get('version', '')} "
-                     f"{i.get('architecture', '')} {i.get('num_threads')} thread(s)"
-                     for i in threadpool_info() if i.get("user_api") == "blas")
+        return ", ".join(found)
+    # torch links its MKL statically: threadpoolctl does not see it, torch's build info does
+    blas = "mkl" if "BLAS_INFO=mkl" in torch.__config__.show() else "its own BLAS"
+    return ", ".join(found + [f"torch {torch.__version__}: {blas} {torch.get_num_threads()} "
+                              f"thread(s)"])
 
 
 def _cells(value: str) -> tuple[str, ...]:
