@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from math import comb
 from typing import Callable, Hashable, Iterable, Iterator
 
-from checkpointing.plan import (Action, Advance, ChainProfile, Drop, Plan, Record, Restore,
-                                Reverse, Snapshot, whole_number)
+from checkpointing.plan import (Action, Advance, ChainProfile, Drop, Plan, PlanStats, Record,
+                                Restore, Reverse, Snapshot, whole_number)
 
 RECORD, SPLIT = "record", "split"
 
@@ -147,4 +147,14 @@ class Revolve:
         T = profile.length
         slots = min(self.slots, T)
         decide = binomial_decide()
-        return Plan(T, self.name, lambda: split_schedule([(0, T, slots, False)], decide, 0))
+        return Plan(T, self.name, lambda: split_schedule([(0, T, slots, False)], decide, 0),
+                    counts=revolve_counts(T, slots))
+
+
+def revolve_counts(length: int, slots: int) -> PlanStats:
+    """`simulate`'s counts of the Revolve plan under unit sizes, in closed form: T recorded and
+    reversed steps, t(T, s) advanced ones, min(s, T - 1) kept states (state T - 1 is recorded,
+    never kept), one tape, and the peak of those states, the tape and the current state."""
+    states = 0 if length == 1 else min(slots, length - 1)
+    advanced = griewank_minimum(length, slots)
+    return PlanStats(length, length + advanced, length, advanced, length, states, 1, states + 2)

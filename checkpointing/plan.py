@@ -167,23 +167,32 @@ class Plan:
     `actions` is either a sequence (kept as a tuple: a plan does not change once made) or a
     zero-argument callable returning a fresh iterator of the same actions each time, so a plan
     for 100,000 steps need not exist in memory all at once.
+
+    `counts`: the plan's `simulate` counts under unit sizes, when its strategy knows them in
+    closed form (Revolve); `check()` then returns them without a replay, which would cost
+    about as much as generating the actions once more (seconds at T = 10^6). A strategy that
+    passes them is tested against `simulate` over a grid of lengths and slots.
     """
     length: int
     strategy: str
     actions: Sequence[Action] | Callable[[], Iterator[Action]]
     exact: bool = True
+    counts: "PlanStats | None" = field(default=None, repr=False, compare=False)
     _stats: "PlanStats | None" = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if not callable(self.actions):
             object.__setattr__(self, "actions", tuple(self.actions))
+        if self.counts is not None:
+            object.__setattr__(self, "_stats", self.counts)
 
     def __iter__(self) -> Iterator[Action]:
         return iter(self.actions()) if callable(self.actions) else iter(self.actions)
 
     def check(self) -> "PlanStats":
-        """`simulate(self)` with unit sizes, replayed once and remembered: a training loop runs
-        the same plan at every step, and a replay costs as much as a few steps of a long chain."""
+        """`simulate(self)` with unit sizes, replayed once and remembered (or the closed-form
+        `counts`): a training loop runs the same plan at every step, and a replay costs as much
+        as a few steps of a long chain."""
         if self._stats is None:
             object.__setattr__(self, "_stats", simulate(self))
         return self._stats
@@ -237,27 +246,44 @@ class Replay:
     """The bookkeeping of one replay: `apply` each action in turn, then `finish`.
 
     `simulate` runs it over a whole plan; the executor's online mode runs it action by action,
-    checking each before it is carried out.
+    checking each before it is carried out. Each action's handler books its own bytes (the
+    current state counts unless it is also in a slot), so that a replay costs about a
+    microsecond per action: planning T = 10^6 steps must not cost more than running them.
     """
 
     def __init__(self, length: int, profile: ChainProfile, exact: bool):
         self.T, self.profile, self.exact = length, profile, exact
-        self.current: int | None = 0
+        self.current: int = 0
         self.slots: set[int] = set()
         self.tapes: set[int] = set()
         self.grad_at: int | None = None  # None: a zero gradient, as for the final state
         self.loss_seeded = bytearray(length)
         self.next_exact_reverse = length - 1
+        sizes = profile.state_bytes
+        # A uniform chain's sizes are one number: no indexing per action.
+        self._state_size = sizes.value if isinstance(sizes, Repeat) else None
+        tapes = profile.tape_bytes
+        self._tape_size = tapes.value if isinstance(tapes, Repeat) else None
         self.bytes = self._state_bytes(0)
-        self.counts = dict(recorded=0, advanced=0, reversed=0, peak_states=0, peak_tapes=0,
-                           peak_bytes=self.bytes)
+        self.recorded = self.advanced = self.reversed = 0
+        self.peak_states = self.peak_tapes = 0
+        self.peak_bytes = self.bytes
+        self._handlers = {Advance: self._advance, Snapshot: self._snapshot,
+                          Restore: self._restore, Drop: self._drop, Record: self._record,
+                          Reverse: self._reverse, Discard: self._discard, Cut: self._cut}
 
-    def _state_bytes(self, i: int | None) -> int:
+    def _state_bytes(self, i: int) -> int:
         # State T (after the last step) is as large as the state before it.
-        return 0 if i is None else self.profile.state_bytes[min(i, self.T - 1)]
+        if self._state_size is not None:
+            return self._state_size
+        return self.profile.state_bytes[min(i, self.T - 1)]
 
-    def _current_bytes(self) -> int:
-        return 0 if self.current in self.slots else self._state_bytes(self.current)
+    def _tape_bytes(self, i: int) -> int:
+        return self._tape_size if self._tape_size is not None else self.profile.tape_bytes[i]
+
+    def _current_bytes(self, i: int) -> int:
+        """Bytes the current state adds when it is state i (none if i is also kept)."""
+        return 0 if i in self.slots else self._state_bytes(i)
 
     def _fail(self, k: int, action: Action, why: str):
         raise PlanError(f"action {k} {action}: {why}")
@@ -279,73 +305,93 @@ class Replay:
         self.T = length
 
     def run(self, plan) -> PlanStats:
+        handlers = self._handlers
+        k = -1
         for k, action in enumerate(plan):
-            self.apply(k, action)
+            handler = handlers.get(type(action))
+            if handler is None:
+                raise PlanError(f"action {k}: {action!r} is not a plan action")
+            handler(k, action)
+            if self.bytes > self.peak_bytes:
+                self.peak_bytes = self.bytes
         return self.finish()
 
     def apply(self, k: int, action: Action) -> None:
         """Check and book action number `k`; PlanError if it cannot run."""
-        before = self._current_bytes()
-        handler = getattr(self, "_" + type(action).__name__.lower(), None)
+        handler = self._handlers.get(type(action))
         if handler is None:
             raise PlanError(f"action {k}: {action!r} is not a plan action")
         handler(k, action)
-        self.bytes += self._current_bytes() - before
-        c = self.counts
-        c["peak_states"] = max(c["peak_states"], len(self.slots))
-        c["peak_tapes"] = max(c["peak_tapes"], len(self.tapes))
-        c["peak_bytes"] = max(c["peak_bytes"], self.bytes)
+        if self.bytes > self.peak_bytes:
+            self.peak_bytes = self.bytes
 
     def finish(self) -> PlanStats:
         """Check that the plan left nothing undone; its counts."""
         self._finish()
-        c = self.counts
-        return PlanStats(self.T, c["recorded"] + c["advanced"], c["recorded"], c["advanced"],
-                         c["reversed"], c["peak_states"], c["peak_tapes"], c["peak_bytes"])
+        return PlanStats(self.T, self.recorded + self.advanced, self.recorded, self.advanced,
+                         self.reversed, self.peak_states, self.peak_tapes, self.peak_bytes)
 
     def _need_current(self, k, action, i):
         if self.current != i:
             self._fail(k, action, f"the current state is {self.current}, not {i}")
 
     def _advance(self, k, a: Advance):
-        self._index(k, a, a.start, self.T)
-        if not a.start < a.stop <= self.T:
-            self._fail(k, a, f"stop must be in {a.start + 1}..{self.T}")
-        self._need_current(k, a, a.start)
-        self.current = a.stop
-        self.counts["advanced"] += a.stop - a.start
+        start, stop = a.start, a.stop
+        if not 0 <= start < self.T:
+            self._index(k, a, start, self.T)
+        if not start < stop <= self.T:
+            self._fail(k, a, f"stop must be in {start + 1}..{self.T}")
+        if self.current != start:
+            self._need_current(k, a, start)
+        self.bytes += self._current_bytes(stop) - self._current_bytes(start)
+        self.current = stop
+        self.advanced += stop - start
 
     def _snapshot(self, k, a: Snapshot):
-        self._need_current(k, a, a.index)
-        if a.index in self.slots:
-            self._fail(k, a, f"state {a.index} is already kept")
-        self.slots.add(a.index)
-        self.bytes += self._state_bytes(a.index)
+        i = a.index
+        if self.current != i:
+            self._need_current(k, a, i)
+        if i in self.slots:
+            self._fail(k, a, f"state {i} is already kept")
+        self.slots.add(i)  # the current state's bytes now count as the slot's
+        if len(self.slots) > self.peak_states:
+            self.peak_states = len(self.slots)
 
     def _restore(self, k, a: Restore):
         if a.index not in self.slots:
             self._fail(k, a, f"state {a.index} is not kept")
+        self.bytes -= self._current_bytes(self.current)
         self.current = a.index
 
     def _drop(self, k, a: Drop):
-        if a.index not in self.slots:
-            self._fail(k, a, f"state {a.index} is not kept")
-        self.slots.remove(a.index)
-        self.bytes -= self._state_bytes(a.index)  # if it is current, run() adds it back
+        i = a.index
+        if i not in self.slots:
+            self._fail(k, a, f"state {i} is not kept")
+        self.slots.remove(i)
+        if self.current != i:  # a current state i keeps its bytes, now as the current one
+            self.bytes -= self._state_bytes(i)
 
     def _record(self, k, a: Record):
-        self._index(k, a, a.index, self.T)
-        self._need_current(k, a, a.index)
-        if a.index in self.tapes:
-            self._fail(k, a, f"step {a.index} already has a tape")
-        self.tapes.add(a.index)
-        self.bytes += self.profile.tape_bytes[a.index]
-        self.current = a.index + 1
-        self.counts["recorded"] += 1
+        i = a.index
+        if not 0 <= i < self.T:
+            self._index(k, a, i, self.T)
+        if self.current != i:
+            self._need_current(k, a, i)
+        tapes = self.tapes
+        if i in tapes:
+            self._fail(k, a, f"step {i} already has a tape")
+        tapes.add(i)
+        if len(tapes) > self.peak_tapes:
+            self.peak_tapes = len(tapes)
+        self.bytes += (self._tape_bytes(i) + self._current_bytes(i + 1)
+                       - self._current_bytes(i))
+        self.current = i + 1
+        self.recorded += 1
 
     def _reverse(self, k, a: Reverse):
         i = a.index
-        self._index(k, a, i, self.T)
+        if not 0 <= i < self.T:
+            self._index(k, a, i, self.T)
         if i not in self.tapes:
             self._fail(k, a, f"step {i} has no tape")
         if self.grad_at is not None and self.grad_at != i + 1:
@@ -362,15 +408,15 @@ class Replay:
             self.next_exact_reverse -= 1
         if not a.keep:
             self.tapes.remove(i)
-            self.bytes -= self.profile.tape_bytes[i]
+            self.bytes -= self._tape_bytes(i)
         self.grad_at = i
-        self.counts["reversed"] += 1
+        self.reversed += 1
 
     def _discard(self, k, a: Discard):
         if a.index not in self.tapes:
             self._fail(k, a, f"step {a.index} has no tape")
         self.tapes.remove(a.index)
-        self.bytes -= self.profile.tape_bytes[a.index]
+        self.bytes -= self._tape_bytes(a.index)
 
     def _cut(self, k, a: Cut):
         if self.exact:
@@ -381,8 +427,8 @@ class Replay:
         self.grad_at = None
 
     def _finish(self):
-        missing = [i for i in range(self.T) if not self.loss_seeded[i]]
-        if missing:
+        if self.loss_seeded.count(0):
+            missing = [i for i, seeded in enumerate(self.loss_seeded) if not seeded]
             raise PlanError(f"the plan never adds the loss gradient of step(s) "
                             f"{_brief(missing)}")
         if self.tapes:

@@ -1,35 +1,43 @@
 """bptt against its peers on the same training step, side by side in one run, as ratios.
 
-The work: a tanh RNN (B=32, D=32, H=256, float32) read out linearly at every step, loss = MSE
-over every step's read-out; one training step = forward + backward, T in {100, 1000, 4000}.
+The work: a recurrent cell (tanh RNN, LSTM, GRU; B=32, D=32, H=256, float32 by default) read
+out linearly at every step, loss = MSE over every step's read-out; one training step = forward
++ backward, T in {100, 1000, 4000}.
 
-Implementations (all from the same initial weights, inputs and targets):
+Implementations (all from the same initial weights, inputs and targets, for each cell):
   bptt_full, bptt_checkpoint       this package's `full` and sqrt(T) `checkpoint` plans
-  bptt_revolve, bptt_adaptive      Revolve and adaptive at the memory checkpoint uses
-  numpy_full                       hand-written NumPy BPTT: the input projection as one GEMM,
-                                   the recurrence loop, every weight gradient as one GEMM at the
-                                   end (the practical limit of NumPy; the reference of the ratios)
-  torch_rnn                        torch.nn.RNN with autograd
+  bptt_revolve, bptt_adaptive      Revolve and adaptive within 5% of full's cache (Gruslys et
+                                   al. 2016 report +33% time at 95% of memory saved)
+  numpy_full                       hand-written NumPy BPTT (`peers_numpy.py`): the input
+                                   projection as one GEMM, the recurrence loop, every weight
+                                   gradient as one GEMM at the end (the reference of the ratios)
+  torch_rnn / torch_lstm /         torch.nn.RNN / LSTM / GRU with autograd, the read-out on the
+  torch_gru                        whole output sequence at once (`peers_torch.py`)
   torch_loop                       a manual torch loop over `unbind` of the input projection
   torch_checkpoint                 torch.utils.checkpoint over ceil(sqrt T)-step segments
                                    (use_reentrant=False), read-out and loss inside the segment
+  gemm_floor                       only the matrix products of bptt_full's step, in its shapes,
+                                   on NumPy's BLAS: how close bptt_full is to the limit
+  gemm_floor_torch                 the same products through torch (its bundled MKL)
 Torch is optional (`pip install ".[bench]"`); without it the NumPy comparisons run alone.
 
 Time: every implementation's step is timed in rounds that interleave them; the median per
-implementation is reported, and ratios are taken within the run (each T in a fresh process).
-Memory: each step is run once more under tracemalloc (peak above the starting level, after a
-warm-up and `gc.collect()`).
-tracemalloc does not see PyTorch's allocator, so torch rows have no traced peak.
-Gradients: each implementation's gradient is compared with a float64 hand-written BPTT and with
-every other's; the largest relative difference (max |a - b| / max |b| per weight) is printed.
+implementation is reported, and ratios are taken within the run (each cell and T in a fresh
+process). Memory: each step is run once more under tracemalloc (peak above the starting level,
+after a warm-up and `gc.collect()`). tracemalloc does not see PyTorch's allocator, so torch
+rows have no traced peak. Gradients: each implementation's gradient is compared with a float64
+hand-written BPTT and with every other's; the largest relative difference (max |a - b| / max |b|
+per weight) is printed.
 
 Threads: BLAS runs single-threaded for every implementation (2 threads are no faster than 1 for
-this size on OpenBLAS here), torch too. OpenBLAS's kernel is printed when threadpoolctl is
-installed; run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset to get the machine's own kernel,
-and on one core for steadier medians (`--quick`: T=100 only, a few seconds):
+this size on OpenBLAS here), torch too. The BLAS kernels are printed (threadpoolctl): NumPy's
+OpenBLAS and torch's MKL are different libraries, so every ratio against torch depends on both;
+the two GEMM floors say by how much. Run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset to
+get the machine's own OpenBLAS kernel, and on one core for steadier medians (`--quick`: T=100
+only):
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE taskset -c 1 python scripts/bench_peers.py \
-        --rounds 9 --json results/peers.json --markdown results/peers.md
+        --cells rnn,lstm,gru --rounds 9 --json results/peers.json --markdown results/peers.md
 """
 from __future__ import annotations
 
@@ -39,7 +47,6 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"  # before NumPy or torch load their BLAS: the same for everyone
 
 import json  # noqa: E402
-import math  # noqa: E402
 import multiprocessing  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -49,79 +56,36 @@ import numpy as np  # noqa: E402
 
 from bptt.training.memory import traced_peak  # noqa: E402
 from bptt.nn import RNN  # noqa: E402
+from bptt.nn.rnn import FusedSequenceChain  # noqa: E402
 from checkpointing import Adaptive, Full, Periodic, Revolve, execute, simulate  # noqa: E402
+from peers_numpy import NUMPY_CELLS, gemm_floor  # noqa: E402
+from peers_torch import torch_gemm, torch_steps  # noqa: E402
 
-BATCH, INPUTS, HIDDEN, OUTPUTS = 32, 32, 256, 1
-NAMES = ("cell.W_x", "cell.W_h", "cell.b", "readout.weight", "readout.bias")
+CELLS = ("rnn", "lstm", "gru")
+OUTPUTS = 1
+FLOORS = ("gemm_floor", "gemm_floor_torch")
 
 
 class Problem:
     """One batch and one set of initial weights, shared by every implementation."""
 
-    def __init__(self, seq_len: int):
+    def __init__(self, cell: str, seq_len: int, batch: int, inputs: int, hidden: int):
         rng = np.random.default_rng(0)
-        self.model = RNN("rnn", INPUTS, HIDDEN, OUTPUTS, np.random.default_rng(1),
+        self.model = RNN(cell, inputs, hidden, OUTPUTS, np.random.default_rng(1),
                          dtype=np.float32)
-        self.inputs = rng.standard_normal((seq_len, BATCH, INPUTS)).astype(np.float32)
-        self.targets = rng.standard_normal((seq_len, BATCH, OUTPUTS)).astype(np.float32)
+        self.inputs = rng.standard_normal((seq_len, batch, inputs)).astype(np.float32)
+        self.targets = rng.standard_normal((seq_len, batch, OUTPUTS)).astype(np.float32)
         self.weights = {name: p.data for name, p in self.model.named_parameters()}
-        self.seq_len = seq_len
-
-
-# --- hand-written NumPy ------------------------------------------------------------------------
-def numpy_full(weights: dict, X: np.ndarray, Y: np.ndarray) -> tuple[float, dict]:
-    """BPTT of the mean squared read-out error, written out in NumPy: (loss, gradients).
-
-    Keeps every hidden state (T+1, B, H) and one (T, B, H) work array that holds the input
-    projection in the forward sweep and the pre-activation gradients in the backward one.
-    """
-    W_x, W_h, b = weights["cell.W_x"], weights["cell.W_h"], weights["cell.b"]
-    W_y, b_y = weights["readout.weight"], weights["readout.bias"]
-    T, B, D = X.shape
-    H = W_h.shape[0]
-    A = (X.reshape(T * B, D) @ W_x).reshape(T, B, H)  # the input projection, one GEMM
-    A += b
-    hs = np.empty((T + 1, B, H), X.dtype)
-    hs[0] = 0
-    for t in range(T):
-        h = np.matmul(hs[t], W_h, out=hs[t + 1])
-        h += A[t]
-        np.tanh(h, out=h)
-    out = hs[1:].reshape(T * B, H)
-    diff = out @ W_y
-    diff += b_y
-    diff -= Y.reshape(T * B, -1)
-    loss = float(np.mean(diff * diff))
-    dy = diff * (2 / diff.size)
-    dZ = A.reshape(T * B, H)  # A is spent: it now collects dL/dz for every step
-    if dy.shape[1] == 1:  # an outer product: 3-4x faster than a GEMM of inner size 1
-        np.multiply(dy, W_y.T, out=dZ)
-    else:
-        np.matmul(dy, W_y.T, out=dZ)
-    dZ = dZ.reshape(T, B, H)
-    W_hT = np.ascontiguousarray(W_h.T)
-    dh = np.zeros((B, H), X.dtype)
-    for t in range(T - 1, -1, -1):
-        dz = dZ[t]
-        dz += dh
-        y = hs[t + 1]
-        dz *= 1 - y * y
-        dh = dz @ W_hT
-    dZ = dZ.reshape(T * B, H)
-    grads = {"cell.W_x": X.reshape(T * B, D).T @ dZ,
-             "cell.W_h": hs[:-1].reshape(T * B, H).T @ dZ,
-             "cell.b": dZ.sum(axis=0),
-             "readout.weight": out.T @ dy,
-             "readout.bias": dy.sum(axis=0)}
-    return loss, grads
+        self.cell, self.seq_len, self.batch, self.hidden = cell, seq_len, batch, hidden
 
 
 # --- bptt -----------------------------------------------------------------------------------
 def bptt_plans(problem: Problem) -> dict:
-    """full, checkpoint, and revolve and adaptive within checkpoint's peak bytes."""
+    """full, checkpoint, and revolve and adaptive within 5% of full's peak bytes."""
     profile = problem.model.chain(problem.inputs, problem.targets).profile()
-    checkpoint = Periodic().plan(profile)
-    budget = simulate(checkpoint, profile=profile).peak_bytes
+    full = Full().plan(profile)
+    budget = max(simulate(full, profile=profile).peak_bytes // 20,
+                 simulate(Revolve(1).plan(profile), profile=profile).peak_bytes)
     slots = 1  # the most slots whose plan fits the budget (peak bytes grow with slots)
     lo, hi = 1, problem.seq_len
     while lo <= hi:
@@ -130,7 +94,7 @@ def bptt_plans(problem: Problem) -> dict:
             slots, lo = mid, mid + 1
         else:
             hi = mid - 1
-    return {"bptt_full": Full().plan(profile), "bptt_checkpoint": checkpoint,
+    return {"bptt_full": full, "bptt_checkpoint": Periodic().plan(profile),
             "bptt_revolve": Revolve(slots).plan(profile),
             "bptt_adaptive": Adaptive(budget).plan(profile)}
 
@@ -144,202 +108,179 @@ def bptt_step(problem: Problem, plan):
     return step
 
 
-# --- torch ------------------------------------------------------------------------------------
-def torch_steps(problem: Problem) -> dict:
-    """The torch implementations, or none when torch is not installed."""
-    try:
-        import torch
-    except ImportError:
-        return {}
-    torch.set_num_threads(1)
-    X = torch.from_numpy(problem.inputs)
-    Y = torch.from_numpy(problem.targets)
-    T = problem.seq_len
-    w = {name: torch.tensor(a, requires_grad=True) for name, a in problem.weights.items()}
-    rnn = torch.nn.RNN(INPUTS, HIDDEN, nonlinearity="tanh")
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(w["cell.W_x"].T)
-        rnn.weight_hh_l0.copy_(w["cell.W_h"].T)
-        rnn.bias_ih_l0.copy_(w["cell.b"])
-        rnn.bias_hh_l0.zero_()
-    h0 = torch.zeros(BATCH, HIDDEN)
-    k = math.isqrt(T - 1) + 1  # checkpoint's segment, ceil(sqrt T)
-
-    def zero():
-        for t in (*w.values(), *rnn.parameters()):
-            t.grad = None
-
-    def grads(names=NAMES):
-        return {name: w[name].grad.numpy() for name in names}
-
-    def readout_loss(hs, target):
-        diff = hs @ w["readout.weight"] + w["readout.bias"] - target
-        return (diff * diff).sum()
-
-    def torch_rnn():
-        zero()
-        out, _ = rnn(X, h0.unsqueeze(0))
-        loss = readout_loss(out, Y) / Y.numel()
-        loss.backward()
-        g = grads(("readout.weight", "readout.bias"))
-        g["cell.W_x"] = rnn.weight_ih_l0.grad.T.numpy()
-        g["cell.W_h"] = rnn.weight_hh_l0.grad.T.numpy()
-        g["cell.b"] = rnn.bias_ih_l0.grad.numpy()
-        return float(loss.detach()), g
-
-    def recurrence(h, x):
-        A = x @ w["cell.W_x"] + w["cell.b"]
-        hs = []
-        for a in A.unbind(0):
-            h = torch.tanh(a + h @ w["cell.W_h"])
-            hs.append(h)
-        return h, torch.stack(hs)
-
-    def torch_loop():
-        zero()
-        _, hs = recurrence(h0, X)
-        loss = readout_loss(hs, Y) / Y.numel()
-        loss.backward()
-        return float(loss.detach()), grads()
-
-    def segment(h, x, target):
-        h, hs = recurrence(h, x)
-        return h, readout_loss(hs, target)
-
-    def torch_checkpoint():
-        zero()
-        h, total = h0, 0.0
-        for start in range(0, T, k):
-            h, part = torch.utils.checkpoint.checkpoint(
-                segment, h, X[start:start + k], Y[start:start + k], use_reentrant=False)
-            total = total + part
-        loss = total / Y.numel()
-        loss.backward()
-        return float(loss.detach()), grads()
-
-    return {"torch_rnn": torch_rnn, "torch_loop": torch_loop,
-            "torch_checkpoint": torch_checkpoint}
-
-
 # --- measuring --------------------------------------------------------------------------------
 def relative_difference(a: dict, b: dict) -> float:
     """The largest over weights of max |a - b| / max |b|."""
     return max(float(np.max(np.abs(np.asarray(a[n], np.float64) - b[n]))
-                     / np.max(np.abs(np.asarray(b[n], np.float64)))) for n in NAMES)
+                     / np.max(np.abs(np.asarray(b[n], np.float64)))) for n in b)
 
 
-def measure(seq_len: int, rounds: int) -> tuple[list[dict], dict]:
-    """Rows for one T, and the gradients' relative differences {(impl, other): value}."""
-    problem = Problem(seq_len)
+def measure(cell: str, seq_len: int, rounds: int, batch: int, inputs: int,
+            hidden: int) -> tuple[list[dict], dict]:
+    """Rows for one cell and T, and the gradients' relative differences {(impl, other): value}."""
+    problem = Problem(cell, seq_len, batch, inputs, hidden)
+    numpy_full = NUMPY_CELLS[cell]
     steps = {name: bptt_step(problem, plan) for name, plan in bptt_plans(problem).items()}
     steps["numpy_full"] = lambda: numpy_full(problem.weights, problem.inputs, problem.targets)
-    steps.update(torch_steps(problem))
+    steps.update(torch_steps(cell, problem.weights, problem.inputs, problem.targets))
+
+    def floor(**blas):
+        return gemm_floor(cell, seq_len, batch, inputs, hidden, FusedSequenceChain.BLOCK,
+                          **blas)
+    floors = {"gemm_floor": floor()}
+    if torch_gemm(floor) is not None:
+        floors["gemm_floor_torch"] = torch_gemm(floor)
 
     reference = numpy_full({n: a.astype(np.float64) for n, a in problem.weights.items()},
                            problem.inputs.astype(np.float64), problem.targets.astype(np.float64))
     rows, results = {}, {}
-    for name, step in steps.items():
-        loss, grads = step()  # warm-up, and the gradient to compare
-        results[name] = (loss, {n: np.array(g, np.float64) for n, g in grads.items()})
-        traced = None
-        if not name.startswith("torch"):
-            traced, _ = traced_peak(step)
-        rows[name] = {"impl": name, "seq_len": seq_len, "peak_traced_bytes": traced,
-                      "loss": loss, "times": []}
+    for name, step in {**steps, **floors}.items():
+        row = {"cell": cell, "impl": name, "seq_len": seq_len, "batch": batch,
+               "inputs": inputs, "hidden": hidden, "peak_traced_bytes": None, "loss": None,
+               "grad_rel_diff_vs_float64": None, "times": []}
+        found = step()  # warm-up, and the gradient to compare
+        if name in steps:
+            loss, grads = found
+            results[name] = {n: np.array(g, np.float64) for n, g in grads.items()}
+            row["loss"] = loss
+            row["grad_rel_diff_vs_float64"] = relative_difference(results[name], reference[1])
+            if not name.startswith("torch"):
+                row["peak_traced_bytes"] = traced_peak(step)[0]
+        rows[name] = row
     for _ in range(rounds):
-        for name, step in steps.items():
+        for name, step in {**steps, **floors}.items():
             start = time.perf_counter()
             step()
             rows[name]["times"].append(time.perf_counter() - start)
     base = float(np.median(rows["numpy_full"]["times"]))
-    for name, row in rows.items():
+    for row in rows.values():
         row["median_s"] = float(np.median(row.pop("times")))
+        row["us_per_step"] = row["median_s"] / seq_len * 1e6
         row["ratio_vs_numpy_full"] = row["median_s"] / base
-        row["grad_rel_diff_vs_float64"] = relative_difference(results[name][1], reference[1])
-    differences = {(a, b): relative_difference(results[a][1], results[b][1])
+    differences = {(a, b): relative_difference(results[a], results[b])
                    for a in results for b in results if a != b}
     return list(rows.values()), differences
 
 
+def _ratio(by: dict, key: tuple, a: str, b: str, field: str = "median_s") -> float | None:
+    if (*key, a) not in by or (*key, b) not in by:
+        return None
+    if by[(*key, a)][field] is None or by[(*key, b)][field] is None:
+        return None
+    return by[(*key, a)][field] / by[(*key, b)][field]
+
+
 def markdown(rows: list[dict]) -> str:
-    """The rows as a Markdown table, with the targets' ratios per T."""
-    by = {(r["impl"], r["seq_len"]): r for r in rows}
-    lines = ["| T | impl | median step | vs numpy_full | vs torch_rnn | vs bptt_full "
-             "| traced peak | vs bptt_full | grad rel. diff vs float64 |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """The rows as a Markdown table: time, traced memory, gradient error, per cell and T."""
+    by = {(r["cell"], r["seq_len"], r["impl"]): r for r in rows}
+    lines = ["| cell | T | impl | median step | us/step | vs numpy_full | vs torch nn | "
+             "vs bptt_full | traced peak | vs bptt_full | grad rel. diff vs float64 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        T = r["seq_len"]
-        full, torch_rnn = by[("bptt_full", T)], by.get(("torch_rnn", T))
-        vs_torch = f"{r['median_s'] / torch_rnn['median_s']:.2f}x" if torch_rnn else "-"
-        traced = r["peak_traced_bytes"]
-        peak = "not traced" if traced is None else f"{traced / 2**20:.2f} MiB"
-        peak_ratio = "-" if traced is None else f"{traced / full['peak_traced_bytes']:.3f}"
-        lines.append(f"| {T} | {r['impl']} | {r['median_s'] * 1e3:.1f} ms | "
-                     f"{r['ratio_vs_numpy_full']:.2f}x | {vs_torch} | "
-                     f"{r['median_s'] / full['median_s']:.2f}x | {peak} | {peak_ratio} | "
-                     f"{r['grad_rel_diff_vs_float64']:.1e} |")
+        key = (r["cell"], r["seq_len"])
+        vs_torch = _ratio(by, key, r["impl"], f"torch_{r['cell']}")
+        traced, peak_ratio = r["peak_traced_bytes"], _ratio(by, key, r["impl"], "bptt_full",
+                                                            "peak_traced_bytes")
+        peak = ("-" if r["impl"] in FLOORS else "not traced") if traced is None \
+            else f"{traced / 2**20:.2f} MiB"
+        error = r["grad_rel_diff_vs_float64"]
+        lines.append(
+            f"| {r['cell']} | {r['seq_len']} | {r['impl']} | {r['median_s'] * 1e3:.1f} ms | "
+            f"{r['us_per_step']:.1f} | {r['ratio_vs_numpy_full']:.2f}x | "
+            f"{'-' if vs_torch is None else f'{vs_torch:.2f}x'} | "
+            f"{_ratio(by, key, r['impl'], 'bptt_full'):.2f}x | {peak} | "
+            f"{'-' if peak_ratio is None else f'{peak_ratio:.3f}'} | "
+            f"{'-' if error is None else f'{error:.1e}'} |")
     return "\n".join(lines)
 
 
+TARGETS = [  # (numerator, denominator, target ratio)
+    ("bptt_full", "torch_{cell}", 0.8), ("bptt_full", "numpy_full", None),
+    ("bptt_checkpoint", "bptt_full", 1.25), ("bptt_adaptive", "bptt_full", 1.25),
+    ("bptt_checkpoint", "torch_checkpoint", 0.8), ("gemm_floor", "bptt_full", None),
+    ("gemm_floor_torch", "bptt_full", None), ("gemm_floor_torch", "gemm_floor", None),
+]
+
+
 def targets(rows: list[dict]) -> str:
-    """The ratios the performance targets are about, per T (median step times, traced peaks)."""
-    by = {(r["impl"], r["seq_len"]): r for r in rows}
+    """The ratios the performance targets are about, per cell and T (median step times)."""
+    by = {(r["cell"], r["seq_len"], r["impl"]): r for r in rows}
     lines = []
-    for T in dict.fromkeys(r["seq_len"] for r in rows):
-        def ratio(a, b, key="median_s"):
-            if (a, T) not in by or (b, T) not in by:
-                return "n/a"
-            return f"{by[(a, T)][key] / by[(b, T)][key]:.3f}"
-        lines.append(
-            f"T={T}: time full/numpy {ratio('bptt_full', 'numpy_full')} (<= 1.15), "
-            f"full/torch_rnn {ratio('bptt_full', 'torch_rnn')} (<= 1.0), "
-            f"checkpoint/full {ratio('bptt_checkpoint', 'bptt_full')} (<= 1.30), "
-            f"checkpoint/torch_checkpoint {ratio('bptt_checkpoint', 'torch_checkpoint')} "
-            f"(<= 0.8); traced peak full/numpy "
-            f"{ratio('bptt_full', 'numpy_full', 'peak_traced_bytes')} (<= 1), "
-            f"checkpoint/full {ratio('bptt_checkpoint', 'bptt_full', 'peak_traced_bytes')} "
-            f"(<= 0.10)")
+    for cell, T in dict.fromkeys((r["cell"], r["seq_len"]) for r in rows):
+        parts = []
+        for a, b, target in TARGETS:
+            b = b.format(cell=cell)
+            value = _ratio(by, (cell, T), a, b)
+            text = "n/a" if value is None else f"{value:.3f}"
+            parts.append(f"{a}/{b} {text}" + ("" if target is None else f" (<= {target})"))
+        lines.append(f"{cell} T={T}: " + ", ".join(parts))
     return "\n".join(lines)
 
 
 def blas_kernel() -> str:
-    """OpenBLAS's kernel and threads, when threadpoolctl can tell."""
+    """Each loaded BLAS's library, kernel and threads, when threadpoolctl can tell (torch's MKL
+    shows once torch is imported)."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return "unknown (install threadpoolctl to see it)"
-    return ", ".join(f"{i.get('internal_api')} {i.get('architecture', '')} "
-                     f"{i.get('num_threads')} thread(s)" for i in threadpool_info())
+    found = [f"numpy: {i.get('internal_api')} {i.get('version', '')} "
+             f"{i.get('architecture', '')} {i.get('num_threads')} thread(s)"
+             for i in threadpool_info() if i.get("user_api") == "blas"]
+    try:
+        import torch
+    except ImportError:
+        return ", ".join(found)
+    # torch links its MKL statically: threadpoolctl does not see it, torch's build info does
+    blas = "mkl" if "BLAS_INFO=mkl" in torch.__config__.show() else "its own BLAS"
+    return ", ".join(found + [f"torch {torch.__version__}: {blas} {torch.get_num_threads()} "
+                              f"thread(s)"])
+
+
+def _cells(value: str) -> tuple[str, ...]:
+    cells = tuple(c.strip() for c in value.split(",") if c.strip())
+    unknown = [c for c in cells if c not in CELLS]
+    if unknown or not cells:
+        raise click.BadParameter(f"unknown cell(s) {unknown or value!r}; choose from "
+                                 f"{', '.join(CELLS)}")
+    return cells
 
 
 @click.command()
+@click.option("--cells", default="rnn", show_default=True,
+              help="Comma-separated cells: rnn, lstm, gru.")
 @click.option("--seq-len", "seq_lens", multiple=True, type=int, default=(100, 1000, 4000),
               show_default=True, help="T; repeat for several.")
 @click.option("--rounds", default=7, show_default=True, help="Timed rounds per implementation.")
-@click.option("--quick", is_flag=True, help="T=100 only (under a minute).")
+@click.option("--batch", default=32, show_default=True, help="B.")
+@click.option("--inputs", default=32, show_default=True, help="D.")
+@click.option("--hidden", default=256, show_default=True, help="H.")
+@click.option("--quick", is_flag=True, help="T=100 only.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Rows as JSON.")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
               help="The table as Markdown.")
-def main(seq_lens, rounds, quick, json_path, markdown_path):
+def main(cells, seq_lens, rounds, batch, inputs, hidden, quick, json_path, markdown_path):
     """Time, traced memory and gradient agreement of bptt and its peers."""
+    cells = _cells(cells)
     if quick:
         seq_lens = (100,)
     rows = []
-    for T in seq_lens:
-        # A fresh interpreter per T: the allocator's state after one T changes the next's
-        # timings (NumPy's 250 MiB at T=4000 took 0.4 s or 1.0 s per step depending on it).
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            found, differences = pool.apply(measure, (T, rounds))
-        rows.extend(found)
-        worst = max(differences.items(), key=lambda item: item[1])
-        print(f"T={T}: largest relative gradient difference between implementations: "
-              f"{worst[1]:.2e} ({worst[0][0]} vs {worst[0][1]})")
-        if ("bptt_full", "torch_rnn") in differences:
-            print(f"T={T}: bptt_full vs torch_rnn: "
-                  f"{differences[('bptt_full', 'torch_rnn')]:.2e}")
+    for cell in cells:
+        for T in seq_lens:
+            # A fresh interpreter per cell and T: the allocator's state after one changes the
+            # next's timings (NumPy's 250 MiB at T=4000 took 0.4 s or 1.0 s per step).
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                found, differences = pool.apply(measure, (cell, T, rounds, batch, inputs, hidden))
+            rows.extend(found)
+            worst = max(differences.items(), key=lambda item: item[1])
+            print(f"{cell} T={T}: largest relative gradient difference between "
+                  f"implementations: {worst[1]:.2e} ({worst[0][0]} vs {worst[0][1]})")
+            pair = ("bptt_full", f"torch_{cell}")
+            if pair in differences:
+                print(f"{cell} T={T}: bptt_full vs torch_{cell}: {differences[pair]:.2e}")
     table = markdown(rows)
-    print(f"tanh RNN, B={BATCH}, D={INPUTS}, H={HIDDEN}, float32, MSE read-out at every step; "
-          f"{rounds} interleaved rounds; BLAS: {blas_kernel()}")
+    print(f"cells {', '.join(cells)}, B={batch}, D={inputs}, H={hidden}, float32, MSE read-out "
+          f"at every step; {rounds} interleaved rounds; BLAS: {blas_kernel()}")
     print(table)
     print(targets(rows))
     if json_path is not None:

@@ -197,7 +197,8 @@ def train(data: IrisData, seed: int = 42, epochs: int = 80, lr: float = 0.1,
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     init_rng, shuffle_rng = np.random.default_rng(seed).spawn(2)
     model = build_model(init_rng, hidden)
-    optimizer = make_optimizer(optimizer, model.parameters(), lr)
+    params = model.parameters()  # walked once: the layers do not change during training
+    optimizer = make_optimizer(optimizer, params, lr)
     run = IrisRun(model, data)
     plans = {}  # one plan per batch size (the last batch may be smaller)
     n = len(data.x_train)
@@ -211,7 +212,7 @@ def train(data: IrisData, seed: int = 42, epochs: int = 80, lr: float = 0.1,
                 profile = chain.profile()
                 plans[len(batch)] = (strategy or (lambda _: Full()))(profile).plan(profile)
             started = time.perf_counter()
-            train_step(plans[len(batch)], chain, model.parameters(), optimizer, step=step,
+            train_step(plans[len(batch)], chain, params, optimizer, step=step,
                        clip=clip, on_nonfinite=on_nonfinite)
             run.step_times.append(time.perf_counter() - started)
             step += 1

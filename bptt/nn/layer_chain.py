@@ -5,8 +5,12 @@ import numpy as np
 
 from bptt.engine import losses
 from bptt.engine.chain import TapedChain
+from bptt.engine.functions import ReLU, Sigmoid, Tanh
 from bptt.nn.linear import ACTIVATIONS, MLP
 from checkpointing.plan import ChainProfile
+
+# The engine's node of each activation, run on arrays (its backward is the one formula).
+ACTIVATION_NODES = {"tanh": Tanh, "relu": ReLU, "sigmoid": Sigmoid}
 
 
 class LayerChain(TapedChain):
@@ -15,6 +19,13 @@ class LayerChain(TapedChain):
     The last step adds the mean softmax cross-entropy against `labels` (class indices, (B,)).
     States differ in size with the layer widths, so `profile()` measures every layer: an uneven
     chain that the adaptive planner must treat step by step.
+
+    The executor's steps run on arrays: a layer is z = x W + b and the engine's activation node
+    (or, last, its cross-entropy node) called directly, without Tensors or a graph to sort, so
+    a minibatch of a small MLP costs little more than the NumPy it runs. A tape keeps what the
+    engine's graph of the layer would (x, the activation, the softmax): the same bytes, and the
+    same gradients to rounding as `mlp`'s own backward. `step` (the engine's graph of one
+    layer) remains for whole-graph use.
     """
 
     def __init__(self, mlp: MLP, inputs: np.ndarray, labels: np.ndarray):
@@ -22,12 +33,13 @@ class LayerChain(TapedChain):
             raise ValueError(f"inputs must have shape (batch, {mlp.sizes[0]}), got {inputs.shape}")
         self.mlp, self.inputs, self.labels = mlp, inputs, labels
         self.length = len(mlp.layers)
+        self._parameters = mlp.parameters()  # one walk per chain, not one per call
 
     def initial_state(self):
         return (self.inputs,)
 
     def external_arrays(self):
-        return [self.inputs, self.labels] + [p.data for p in self.mlp.parameters()]
+        return [self.inputs, self.labels] + [p.data for p in self._parameters]
 
     def step(self, i, state, need_loss):
         z = self.mlp.layers[i](state[0])
@@ -35,8 +47,70 @@ class LayerChain(TapedChain):
             return (ACTIVATIONS[self.mlp.activation](z),), None
         return (z,), (losses.softmax_cross_entropy(z, self.labels) if need_loss else None)
 
+    def _affine(self, i: int, x: np.ndarray) -> np.ndarray:
+        layer = self.mlp.layers[i]
+        if x.dtype != layer.weight.dtype:
+            raise TypeError(f"layer {i}: input has dtype {x.dtype} but the MLP is "
+                            f"{layer.weight.dtype}")
+        z = x @ layer.weight.data
+        z += layer.bias.data
+        return z
+
+    def advance(self, i, state):
+        z = self._affine(i, state[0])
+        if i < self.length - 1:
+            return (ACTIVATION_NODES[self.mlp.activation]().run(z),)
+        return (z,)
+
+    def record(self, i, state):
+        x = state[0]
+        z = self._affine(i, x)
+        if i < self.length - 1:
+            node = ACTIVATION_NODES[self.mlp.activation]()
+            return _LayerTape(x, node.run(z), node)
+        node = losses.SoftmaxCrossEntropy()
+        tape = _LayerTape(x, z, node)
+        tape.loss_value = float(node.run(z, self.labels))
+        return tape
+
+    def reverse(self, i, tape, grad, with_loss=True, keep=False):
+        last = i == self.length - 1
+        dz = None
+        if last:
+            if with_loss:
+                dz = tape.node.backward(np.asarray(1.0, tape.state[0].dtype))
+            if grad is not None and grad[0] is not None:
+                dz = grad[0] if dz is None else dz + grad[0]
+        elif grad is not None and grad[0] is not None:
+            dz = tape.node.backward(grad[0])
+        if dz is None:
+            return (np.zeros_like(tape.inputs[0]),)
+        layer = self.mlp.layers[i]
+        for p, g in ((layer.weight, tape.inputs[0].T @ dz), (layer.bias, dz.sum(axis=0))):
+            if p.requires_grad:
+                if p.grad is None:
+                    p.grad = g
+                else:
+                    p.grad += g
+        return (dz @ layer.weight.data.T,)
+
     def profile(self) -> ChainProfile:
         batch, dtype = self.inputs.shape[0], self.inputs.dtype
         sizes = [self.measure_step(i, (np.zeros((batch, width), dtype),))
                  for i, width in enumerate(self.mlp.sizes[:-1])]
         return ChainProfile(self.length, [s for s, _ in sizes], [t for _, t in sizes])
+
+
+class _LayerTape:
+    """What `LayerChain.record(l)` keeps: layer l's input, its output, and the node (activation
+    or cross-entropy) whose cache its backward reads."""
+
+    __slots__ = ("inputs", "state", "node", "loss_value")
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, node):
+        self.inputs, self.state, self.node, self.loss_value = (x,), (y,), node, 0.0
+
+    def arrays(self) -> list[np.ndarray]:
+        """Every array this tape keeps alive."""
+        return [*self.inputs, *self.state,
+                *(a for a in self.node.saved if isinstance(a, np.ndarray))]

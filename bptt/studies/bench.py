@@ -30,23 +30,25 @@ from checkpointing.periodic import Periodic
 REFERENCE_SLOTS = 10
 
 
-def first_batch_gradients(setup: SequenceSetup, strategy, measure: bool = False):
+def first_batch_gradients(setup: SequenceSetup, strategy, measure: bool = False, plan=None):
     """Gradients of the initial weights on the first batch: (model, inputs, targets, {name:
-    grad}, execution, traced peak bytes, RSS peak MiB). Peaks are measured when `measure`."""
+    grad}, execution, traced peak bytes, RSS peak MiB). Peaks are measured when `measure`.
+    `plan`: `strategy`'s plan for the setup, if already made."""
     model, inputs, targets = setup.first_batch()
     return (model, inputs, targets,
-            *measured_gradients(model, lambda: model.chain(inputs, targets), strategy, measure))
+            *measured_gradients(model, lambda: model.chain(inputs, targets), strategy, measure,
+                                plan=plan))
 
 
 def measured_gradients(model, make_chain: Callable[[], object], strategy,
-                       measure: bool = False) -> tuple[dict, Execution, int | None,
-                                                       float | None]:
+                       measure: bool = False, plan=None) -> tuple[dict, Execution, int | None,
+                                                                  float | None]:
     """({name: grad}, execution, traced peak bytes, RSS peak MiB) of one gradient of `model`
     taken with `strategy` on the chain `make_chain()` builds (a fresh one per run). Peaks are
     measured when `measure` (after a warm-up run), else None; the model's gradients are left
-    as the last run made them."""
+    as the last run made them. `plan`: `strategy`'s plan for that chain, if already made."""
     chain = make_chain()
-    plan = strategy.plan(chain.profile())
+    plan = plan or strategy.plan(chain.profile())
     traced = rss = None
     if measure:
         execute(plan, make_chain())  # warm-up: first-call allocations
@@ -109,8 +111,10 @@ def benchmark(setup: SequenceSetup, strategy, reference: dict | None = None, on_
     `training`: passed on to `train_sequence` (state, on_save, save_every).
     The extras hold what `--save-grads` writes: inputs, targets, initial weights, gradients.
     """
+    model, inputs, targets = setup.first_batch()
+    plan = strategy.plan(model.chain(inputs, targets).profile())  # once for the whole run
     model, inputs, targets, grads, execution, traced, rss = first_batch_gradients(
-        setup, strategy, measure=True)
+        setup, strategy, measure=True, plan=plan)
     if reference is None:
         chosen = reference_strategy(strategy)
         reference_label = label({"strategy": chosen.name, "params": strategy_params(chosen)})
@@ -119,7 +123,7 @@ def benchmark(setup: SequenceSetup, strategy, reference: dict | None = None, on_
     extras = {"inputs": inputs, "targets": targets,
               "weights": {n: p.data.copy() for n, p in model.named_parameters()},
               "grads": grads}
-    run = train_sequence(setup, strategy, on_step=on_step, **training)
+    run = train_sequence(setup, strategy, on_step=on_step, plan=plan, **training)
     stats = execution.stats
     row = {
         "strategy": strategy.name, "params": strategy_params(strategy),

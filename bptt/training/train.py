@@ -207,13 +207,15 @@ def train_sequence(setup: SequenceSetup, strategy=None,
                    on_step: Callable[[StepRecord], None] | None = None, *,
                    state: TrainingState | None = None,
                    on_save: Callable[[TrainingState], None] | None = None,
-                   save_every: int = 50) -> SequenceRun:
+                   save_every: int = 50, plan: Plan | None = None) -> SequenceRun:
     """Train an RNN on `setup.task` with `strategy` (default `Full()`) up to `setup.steps` steps.
 
     `state`: continue from it (see `load_training_state`) instead of from the seed's start.
     `on_save(state)` is called every `save_every` completed steps, after the last step, and
     when a non-finite step stops training (with the state before that step, so that it can be
-    continued, e.g. skipping such steps). See `train_step` for the rest.
+    continued, e.g. skipping such steps). `plan`: `strategy`'s plan for this setup's sizes if
+    the caller already made it (a plan is made and checked once per run); None: made here.
+    See `train_step` for the rest.
     """
     strategy = strategy or Full()
     save_every = whole_number("save_every", save_every, 1, "steps")
@@ -224,7 +226,9 @@ def train_sequence(setup: SequenceSetup, strategy=None,
     dtype = np.dtype(setup.dtype)
     model, params = state.model, state.model.parameters()
     run = SequenceRun(model, None, state.history)
-    if state.step < setup.steps:
+    if plan is not None:
+        run.plan = plan
+    elif state.step < setup.steps:
         # Plans depend on sizes only: profile the initial model (a continued run's weights may
         # be far from sane) on the first batch.
         probe, inputs, targets = setup.first_batch()

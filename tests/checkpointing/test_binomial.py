@@ -4,7 +4,7 @@ from functools import lru_cache
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from checkpointing.binomial import Revolve, binomial_split, griewank_minimum
+from checkpointing.binomial import Revolve, binomial_split, griewank_minimum, revolve_counts
 from checkpointing.plan import ChainProfile, Record, Reverse, simulate
 
 
@@ -97,3 +97,18 @@ def test_a_hundred_thousand_steps_plan_without_recursion(slots):
     stats = stats_of(slots, 100_000)
     assert stats.advanced_steps == griewank_minimum(100_000, slots)
     assert stats.peak_states == min(slots, 99_999)
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3, 5, 8, 40])
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 7, 16, 37, 100, 333])
+def test_revolve_closed_form_counts_are_what_a_replay_counts(T, slots):
+    plan = Revolve(slots).plan(ChainProfile.uniform(T))
+    assert plan.check() == revolve_counts(T, min(slots, T))
+    assert simulate(plan) == plan.check()  # a full replay agrees, and finds the plan valid
+
+
+def test_a_revolve_plan_for_a_million_steps_is_counted_without_a_replay(monkeypatch):
+    from checkpointing.plan import Replay
+    monkeypatch.setattr(Replay, "run", lambda *a, **k: pytest.fail("replayed"))
+    stats = Revolve(20).plan(ChainProfile.uniform(10**6)).check()
+    assert stats.advanced_steps == griewank_minimum(10**6, 20) and stats.peak_states == 20
