@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import os
 import socket
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
 
-from bptt.engine import losses
 from bptt import no_grad
 from bptt.nn import MLP
-from bptt.nn.layer_chain import LayerChain
-from bptt.training.train import make_optimizer, train_step
-from checkpointing.full import Full
 from checkpointing.plan import ChainProfile
+from tasks.classifier import ClassifierRun, EpochRecord, evaluate, train_classifier
 
 CSV_PATH = Path(__file__).parent / "data" / "iris.csv"
 FEATURES = ("SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm")
@@ -34,6 +30,9 @@ CLASSES = ("Iris-setosa", "Iris-versicolor", "Iris-virginica")
 SPLIT_SEED = 42
 N_TRAIN = 120
 HIDDEN = 32
+IrisRun = ClassifierRun  # a finished run: the model, the data and its per-epoch history
+__all__ = ["EpochRecord", "IrisData", "IrisRun", "evaluate", "load_data", "load_iris", "split",
+           "build_model", "baseline_accuracy", "train", "predict_petal_plane"]
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_UPDATE_DOWNLOAD_COUNTS": "0"}
 
 
@@ -50,31 +49,6 @@ class IrisData:
     y_test: np.ndarray
     mean: np.ndarray
     std: np.ndarray
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """Loss (mean cross-entropy, nats) and accuracy (fraction) on both sets after one epoch."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    test_loss: float
-    test_accuracy: float
-
-
-@dataclass
-class IrisRun:
-    """A finished training run: the model and its per-epoch history."""
-
-    model: MLP
-    data: IrisData
-    history: list[EpochRecord] = field(default_factory=list)
-    step_times: list[float] = field(default_factory=list)  # seconds of each training step
-
-    @property
-    def final(self) -> EpochRecord:
-        return self.history[-1]
 
 
 def load_iris(source: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -170,58 +144,21 @@ def baseline_accuracy(data: IrisData) -> float:
     return float(np.mean(data.y_test == majority))
 
 
-def evaluate(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of `model` on (x, y), recording no graph."""
-    with no_grad():
-        logits = model(x)
-        loss = losses.softmax_cross_entropy(logits, y)
-    return loss.item(), float(np.mean(np.argmax(logits.data, axis=1) == y))
-
-
 def train(data: IrisData, seed: int = 42, epochs: int = 80, lr: float = 0.1,
           batch_size: int = 16,
           on_epoch: Callable[[EpochRecord], None] | None = None,
           strategy: Callable[[ChainProfile], object] | None = None,
           hidden: Sequence[int] = (HIDDEN,), optimizer: str = "sgd", clip: float | None = None,
-          on_nonfinite: str = "stop") -> IrisRun:
-    """Train `build_model(hidden)` with minibatch SGD (or `optimizer="adam"`); `on_epoch` is
-    called after every epoch. `clip` and `on_nonfinite` are `train_step`'s.
-
-    Each batch's gradient is taken by running a memory strategy's plan over the MLP's layers
-    (`LayerChain`): `strategy(profile)` returns the strategy for a batch's chain (default
-    `Full()`; exact strategies give the same gradients bit for bit).
-    `seed` spawns two independent generators: one for the weights, one for the per-epoch
-    shuffles, so changing the number of epochs does not change the initial weights.
-    """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-    init_rng, shuffle_rng = np.random.default_rng(seed).spawn(2)
-    model = build_model(init_rng, hidden)
-    params = model.parameters()  # walked once: the layers do not change during training
-    optimizer = make_optimizer(optimizer, params, lr)
-    run = IrisRun(model, data)
-    plans = {}  # one plan per batch size (the last batch may be smaller)
-    n = len(data.x_train)
-    step = 0
-    for epoch in range(1, epochs + 1):
-        order = shuffle_rng.permutation(n)
-        for start in range(0, n, batch_size):
-            batch = order[start:start + batch_size]
-            chain = LayerChain(model, data.x_train[batch], data.y_train[batch])
-            if len(batch) not in plans:
-                profile = chain.profile()
-                plans[len(batch)] = (strategy or (lambda _: Full()))(profile).plan(profile)
-            started = time.perf_counter()
-            train_step(plans[len(batch)], chain, params, optimizer, step=step,
-                       clip=clip, on_nonfinite=on_nonfinite)
-            run.step_times.append(time.perf_counter() - started)
-            step += 1
-        record = EpochRecord(epoch, *evaluate(model, data.x_train, data.y_train),
-                             *evaluate(model, data.x_test, data.y_test))
-        run.history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-    return run
+          on_nonfinite: str = "stop", backward: str = "backprop",
+          measure: Callable[[MLP], object] | None = None) -> IrisRun:
+    """Train `build_model(hidden)` with minibatch SGD (or `optimizer="adam"`); see
+    `tasks.classifier.train_classifier` for the options (memory strategy, clipping, backward
+    variant, per-epoch measurement)."""
+    build_model(np.random.default_rng(0), hidden)  # checks `hidden` before any work
+    return train_classifier(data, [len(FEATURES), *map(int, hidden), len(CLASSES)], seed=seed,
+                            epochs=epochs, lr=lr, batch_size=batch_size, on_epoch=on_epoch,
+                            strategy=strategy, backward=backward, measure=measure,
+                            optimizer=optimizer, clip=clip, on_nonfinite=on_nonfinite)
 
 
 def predict_petal_plane(model: MLP, data: IrisData) -> Callable[[np.ndarray], np.ndarray]:

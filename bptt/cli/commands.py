@@ -46,7 +46,8 @@ def make_setup(options: dict) -> SequenceSetup:
     chosen = {k: options[k] for k in ("batch", "lr", "hidden", "optimizer", "clip")
               if options[k] is not None}
     return SequenceSetup(task=task, cell=options["cell"], steps=options["steps"],
-                         seed=options["seed"], on_nonfinite=options["on_nan"], **chosen)
+                         seed=options["seed"], on_nonfinite=options["on_nan"],
+                         backward=options.get("backward", "backprop"), **chosen)
 
 
 def make_strategy(name: str, options: dict, profile: ChainProfile):
@@ -116,7 +117,8 @@ def _summary_lines(setup: SequenceSetup) -> str:
     t = setup.task
     return (f"{t.name}: T={t.seq_len}, cell {setup.cell}, hidden {setup.hidden}, batch "
             f"{setup.batch}, {setup.steps} steps, {setup.optimizer} lr {setup.lr}, seed "
-            f"{setup.seed} (metric: {t.metric_name}; trivial predictor {t.baseline():.4g})")
+            f"{setup.seed}, backward {setup.backward} (metric: {t.metric_name}; trivial "
+            f"predictor {t.baseline():.4g})")
 
 
 def train_one(options: dict) -> None:
@@ -147,7 +149,7 @@ def _train_and_report(options: dict, setup: SequenceSetup, strategy, training: d
     _write_outputs(options, [row], single=True)
     if options.get("save_dir") is not None:
         config = {**run.model.config(), "task": setup.task.name, "seq_len": setup.task.seq_len,
-                  "seed": setup.seed, "strategy": strategy.name}
+                  "seed": setup.seed, "strategy": strategy.name, "backward": setup.backward}
         _write(options["save_dir"], io.save_model, run.model, config)
     if options.get("grads_path") is not None:
         _write(options["grads_path"], _save_grads, extras, row)
@@ -295,6 +297,7 @@ def train_iris(options: dict) -> None:
                   f"(points: test set)")
     if options.get("save_dir") is not None:
         config = {**run.model.config(), "task": "iris", "seed": row["seed"],
+                  "backward": row["backward"],
                   "features": list(iris.FEATURES), "classes": list(iris.CLASSES),
                   "input_mean": data.mean.tolist(), "input_std": data.std.tolist()}
         _write(options["save_dir"], io.save_model, run.model, config)
@@ -339,7 +342,8 @@ def _iris_training(options: dict) -> dict:
     hidden = options.get("layers")
     if hidden is not None and options.get("hidden") is not None:
         raise ValueError("give --hidden N (one hidden layer) or --layers N,N,... , not both")
-    return {"seed": options["seed"], "epochs": options["epochs"], "lr": options["lr"] or 0.1,
+    return {"seed": options["seed"], "epochs": options["epochs"] or 80,
+            "lr": options["lr"] or 0.1, "backward": options.get("backward", "backprop"),
             "batch_size": options["batch"] or 16,  # the iris recipe's batch
             "hidden": hidden or (options.get("hidden") or 32,),
             "optimizer": options["optimizer"] or "sgd", "clip": options["clip"],

@@ -23,10 +23,11 @@ import click
 from bptt.cli.options import (SEQUENCE_TASKS, check_applicable, check_strategy_parameters,
                               given_options)
 from bptt.cli.outputs import one_stdout, output_file, writable_dir
+from bptt.nn.feedback import VARIANTS
 from bptt.training.memory import parse_bytes
 
 STRATEGY_NAMES = ("full", "truncated", "checkpoint", "revolve", "adaptive")
-TASKS = SEQUENCE_TASKS + ("iris",)
+TASKS = SEQUENCE_TASKS + ("iris", "digits")
 CELLS = ("rnn", "lstm", "gru")
 
 
@@ -116,8 +117,8 @@ model_options = _stack(
                  help="Minibatch size (default 32 for sequence tasks, 16 for iris)."),
     click.option("--steps", type=click.IntRange(min=1), default=400, show_default=True,
                  help="Training steps (sequence tasks)."),
-    click.option("--epochs", type=click.IntRange(min=1), default=80, show_default=True,
-                 help="Epochs (iris)."),
+    click.option("--epochs", type=click.IntRange(min=1),
+                 help="Epochs (iris: 80; digits: 40)."),
     click.option("--lr", type=float, callback=_finite_positive,
                  help="Learning rate (default 0.003 for sequence tasks, 0.1 for iris)."),
     click.option("--optimizer", type=click.Choice(("adam", "sgd")),
@@ -129,6 +130,10 @@ model_options = _stack(
                  show_default=True, help="On NaN/Inf: stop naming the step, or skip it."),
     click.option("--seed", type=click.IntRange(min=0), default=42, show_default=True),
     click.option("--quiet", is_flag=True, help="No progress bar and no table."),
+    click.option("--backward", type=click.Choice(VARIANTS), default="backprop",
+                 show_default=True,
+                 help="How errors cross layers: exact backprop, or a rule without weight "
+                      "transport (fa, dfa, sign, kp, hebbian)."),
 )
 
 
@@ -169,6 +174,9 @@ def main(ctx: click.Context, **options) -> None:
     with _bad_input(), _one_line_warnings():
         check_applicable(options["task"], [options["strategy"]], given_options(ctx))
         options["to_stdout"] = one_stdout(options, {"json_path": "--json", "csv_path": "--csv"})
+        if options["task"] == "digits":
+            raise BadInput("--task digits runs in the weight-transport study: bptt-bench "
+                           "compare --backwards backprop,fa --task digits")
         if options["task"] == "iris":
             commands.train_iris(options)
         else:
@@ -185,14 +193,31 @@ def main(ctx: click.Context, **options) -> None:
 @output_file("--csv", "csv_path", "Write the table to this CSV file.")
 @output_file("--plot", "plot_path",
              "Write the comparison plots (loss against step and time) as PNG.", text=False)
+@click.option("--backwards", default=None,
+              help="Compare backward variants instead of strategies, e.g. "
+                   "backprop,fa,dfa,sign,kp,hebbian (iris, digits or a sequence task).")
+@click.option("--seeds", default=None,
+              help="--backwards on iris/digits: seeds to average over, e.g. 0-9 or 1,3,5 "
+                   "(default 0-9 for iris, 0-4 for digits).")
 @click.pass_context
 def compare(ctx: click.Context, **options) -> None:
-    """Run several strategies side by side on the same seed and batches."""
+    """Run several strategies (or backward variants) side by side on the same seeds and
+    batches."""
+    if options["backwards"] is not None:
+        from bptt.cli import feedback_commands
+        with _bad_input(), _one_line_warnings():
+            feedback_commands.compare_backwards(options)
+        return
+    if options["seeds"] is not None:
+        raise BadInput("--seeds is for compare --backwards")
     names = [n.strip() for n in options["strategies"].split(",") if n.strip()]
     unknown = [n for n in names if n not in STRATEGY_NAMES]
     if unknown or not names:
         raise BadInput(f"unknown strategy {unknown[0]!r} in --strategies; choose from "
                        f"{', '.join(STRATEGY_NAMES)}" if unknown else "--strategies is empty")
+    if options["task"] == "digits":
+        raise BadInput("compare --strategies runs sequence tasks and iris; --task digits runs "
+                       "with --backwards")
     from bptt.cli import commands
     with _bad_input(), _one_line_warnings():
         check_applicable(options["task"], names, given_options(ctx), "--strategies")

@@ -28,6 +28,7 @@ IRIS_ONLY = {"epochs": "--epochs", "layers": "--layers"}
 EVERY_TASK = frozenset({
     "task", "strategy", "strategies", "hidden", "batch", "lr", "optimizer", "clip", "on_nan",
     "seed", "quiet", "json_path", "csv_path", "plot_path", "save_dir", "max_memory",
+    "backward", "backwards", "seeds",  # the weight-transport study checks its own
 })
 
 #: {parameter name: (flag, the strategy it parameterises)}.

@@ -6,6 +6,7 @@ import numpy as np
 from bptt.engine import losses
 from bptt.engine.chain import TapedChain
 from bptt.engine.functions import ReLU, Sigmoid, Tanh
+from bptt.nn.feedback import DirectError, input_error, layer_forward
 from bptt.nn.linear import ACTIVATIONS, MLP
 from checkpointing.plan import ChainProfile
 
@@ -26,6 +27,7 @@ class LayerChain(TapedChain):
     engine's graph of the layer would (x, the activation, the softmax): the same bytes, and the
     same gradients to rounding as `mlp`'s own backward. `step` (the engine's graph of one
     layer) remains for whole-graph use.
+    A model with a backward variant (`bptt.nn.feedback`) forms its layers' errors by it.
     """
 
     def __init__(self, mlp: MLP, inputs: np.ndarray, labels: np.ndarray):
@@ -34,6 +36,7 @@ class LayerChain(TapedChain):
         self.mlp, self.inputs, self.labels = mlp, inputs, labels
         self.length = len(mlp.layers)
         self._parameters = mlp.parameters()  # one walk per chain, not one per call
+        self.direct = DirectError()  # dfa: the output error of this chain's reverse sweep
 
     def initial_state(self):
         return (self.inputs,)
@@ -42,7 +45,7 @@ class LayerChain(TapedChain):
         return [self.inputs, self.labels] + [p.data for p in self._parameters]
 
     def step(self, i, state, need_loss):
-        z = self.mlp.layers[i](state[0])
+        z = layer_forward(self.mlp, i, state[0], self.direct)
         if i < self.length - 1:
             return (ACTIVATIONS[self.mlp.activation](z),), None
         return (z,), (losses.softmax_cross_entropy(z, self.labels) if need_loss else None)
@@ -92,7 +95,7 @@ class LayerChain(TapedChain):
                     p.grad = g
                 else:
                     p.grad += g
-        return (dz @ layer.weight.data.T,)
+        return (input_error(self.mlp, i, dz, self.direct, tape.inputs[0]),)
 
     def profile(self) -> ChainProfile:
         batch, dtype = self.inputs.shape[0], self.inputs.dtype

@@ -182,9 +182,14 @@ class FusedSequenceChain(SequenceChain):
         W_x, W_h, b_x, b_h = cell.affine_parameters()
         self._W_x, self._W_h, self._b_x = W_x.data, W_h.data, b_x.data
         self._b_h = None if b_h is None else b_h.data
-        self._W_hT = np.ascontiguousarray(W_h.data.T)  # dh = du W_h^T, at GEMM speed
         self._W_y, self._b_y = readout.weight.data, readout.bias.data
-        self._W_yT = np.ascontiguousarray(readout.weight.data.T)
+        feedback = getattr(self.model, "feedback", None)
+        if feedback is None:
+            self._W_hT = np.ascontiguousarray(W_h.data.T)  # dh = du W_h^T, at GEMM speed
+            self._W_yT = np.ascontiguousarray(readout.weight.data.T)
+        else:  # a backward variant (bptt.nn.feedback): its matrices stand where W^T stood
+            self._W_hT = feedback.matrix("W_h") if "W_h" in feedback.names() else None
+            self._W_yT = feedback.matrix("readout")
         self._params = [p if p is not None and p.requires_grad else None
                         for p in (W_x, W_h, b_x, b_h, readout.weight, readout.bias)]
         if self._projection is None:
@@ -253,9 +258,12 @@ class FusedSequenceChain(SequenceChain):
             dnew = [np.zeros_like(s) if g is None else g for s, g in zip(tape.state, dnew)]
         da, du, direct = self.core.backward(dnew, tape.inputs, tape.cache, da_rows[k],
                                             None if du_rows is None else du_rows[k])
-        dh = du @ self._W_hT
-        if direct[0] is not None:
-            dh += direct[0]
+        if self._W_hT is None:  # dfa: the projected read-out errors of this and later steps
+            dh = dnew[0].copy()
+        else:
+            dh = du @ self._W_hT
+            if direct[0] is not None:
+                dh += direct[0]
         h_rows[k] = tape.inputs[0]
         if first:
             h_rows[k + 1] = tape.state[0]  # the read-out's input for the run's last step

@@ -130,6 +130,7 @@ def benchmark(setup: SequenceSetup, strategy, reference: dict | None = None, on_
         "task": setup.task.name, "cell": setup.cell, "seq_len": setup.task.seq_len,
         "hidden": setup.hidden, "batch": setup.batch, "seed": setup.seed, "steps": setup.steps,
         "lr": setup.lr, "optimizer": setup.optimizer, "dtype": setup.dtype,
+        "backward": setup.backward,
         "peak_cache_bytes": execution.peak_cache_bytes, "peak_traced_bytes": traced,
         "peak_rss_mib": rss, "forward_steps": stats.forward_steps,
         "recorded_steps": stats.recorded_steps, "peak_states": stats.peak_states,

@@ -79,7 +79,8 @@ def full_gradients(data: iris.IrisData, seed: int, batch_size: int,
 def benchmark(data: iris.IrisData, strategy: Strategy, *, seed: int = 42, epochs: int = 80,
               lr: float = 0.1, batch_size: int = 16, hidden: Sequence[int] = (iris.HIDDEN,),
               optimizer: str = "sgd", clip: float | None = None, on_nonfinite: str = "stop",
-              measured: dict | None = None, reference: dict | None = None,
+              backward: str = "backprop", measured: dict | None = None,
+              reference: dict | None = None,
               on_epoch=None) -> tuple[dict, iris.IrisRun]:
     """Measure `strategy` (unless `measured` already holds `measure`'s row) and train with it:
     (the row, the run). The training options are `iris.train`'s."""
@@ -95,12 +96,13 @@ def benchmark(data: iris.IrisData, strategy: Strategy, *, seed: int = 42, epochs
 
     run = iris.train(data, seed=seed, epochs=epochs, lr=lr, batch_size=batch_size,
                      on_epoch=epoch_done, strategy=strategy, hidden=hidden, optimizer=optimizer,
-                     clip=clip, on_nonfinite=on_nonfinite)
+                     clip=clip, on_nonfinite=on_nonfinite, backward=backward)
     seconds = time.perf_counter() - started
     per_epoch = -(-len(data.x_train) // batch_size)
     final = run.final
     row = {
         **measured, "epochs": epochs, "lr": lr, "optimizer": optimizer, "clip": clip,
+        "backward": backward,
         "step_time_s": float(np.median(run.step_times)), "final_loss": final.train_loss,
         "metric_name": "test accuracy", "metric": final.test_accuracy,
         "test_accuracy": final.test_accuracy, "test_loss": final.test_loss,

@@ -26,6 +26,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from bptt.nn import MLP, Module
+from bptt.nn.feedback import attach_feedback
 from bptt.nn.rnn import RNN
 from bptt.training.files import (FileReadError, atomic_write_bytes, atomic_write_json,  # noqa: F401
                                  check_replaceable, dumps_strict, parse_json,
@@ -147,6 +148,8 @@ def load_model(directory) -> Module:
     config = load_config(directory)
     try:
         model = ARCHITECTURES[config["architecture"]](config)
+        # A backward variant's feedback matrices are saved with the weights (same shapes).
+        attach_feedback(model, config.get("backward", "backprop"), np.random.default_rng(0))
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"{directory / CONFIG_FILE}: cannot build the model "
                              f"({type(error).__name__}: {error})") from None

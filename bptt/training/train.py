@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from bptt.training import io
+from bptt.nn.feedback import attach_feedback, trainable_parameters
 from bptt.nn.rnn import RNN
 from bptt.training.optim import SGD, Adam, Optimizer, clip_grad_norm, grad_norm
 from bptt.training.state_schema import state_schema_problems
@@ -83,14 +84,17 @@ def nonfinite_problem(loss: float, params) -> str | None:
 
 
 def train_step(plan: Plan, chain, params, optimizer: Optimizer, *, step: int = 0,
-               clip: float | None = None, on_nonfinite: str = "stop") -> StepResult:
+               clip: float | None = None, on_nonfinite: str = "stop",
+               feedback=None) -> StepResult:
     """Take one gradient with `plan` on `chain` and apply it.
 
     A NaN or Inf in the loss or in a gradient stops training with `NonFiniteError` naming the
     step (`on_nonfinite="stop"`) or skips the update with a warning ("skip"); either way the
     parameters and the optimiser state (buffers and step count) stay exactly as they were
     before the step. `clip`: the largest global gradient norm allowed; larger (exploding)
-    gradients are scaled down to it, keeping their direction.
+    gradients are scaled down to it, keeping their direction. `feedback`: the model's
+    `bptt.nn.feedback.Feedback` (None for backprop), whose learned matrices get their local
+    update with the weights'.
     """
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {list(ON_NONFINITE)}, got {on_nonfinite!r}")
@@ -114,8 +118,12 @@ def train_step(plan: Plan, chain, params, optimizer: Optimizer, *, step: int = 0
         for p in params:
             p.zero_grad()
         return StepResult(run, True, norm)
+    if feedback is not None:
+        feedback.before_update()
     norm = grad_norm(params) if clip is None else clip_grad_norm(params, clip)
     optimizer.step()
+    if feedback is not None:
+        feedback.after_update()
     return StepResult(run, False, norm, clip is not None and norm > clip)
 
 
@@ -164,15 +172,19 @@ class SequenceSetup:
     clip: float | None = 1.0
     on_nonfinite: str = "stop"
     dtype: str = "float32"
+    backward: str = "backprop"
 
     def generators(self) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
         """Independent generators for (weights, training batches, the evaluation batch)."""
         return tuple(np.random.default_rng(self.seed).spawn(3))
 
     def build_model(self, rng: np.random.Generator) -> RNN:
+        """The RNN with initial weights from `rng`, then its feedback matrices (if the backward
+        variant has any) from the same generator, so the weights are the same for every variant."""
         task = self.task
-        return RNN(self.cell, task.input_size, self.hidden, task.output_size, rng,
-                   dtype=np.dtype(self.dtype), loss=task.loss, every_step=task.every_step)
+        model = RNN(self.cell, task.input_size, self.hidden, task.output_size, rng,
+                    dtype=np.dtype(self.dtype), loss=task.loss, every_step=task.every_step)
+        return attach_feedback(model, self.backward, rng)
 
     def first_batch(self):
         """(model with initial weights, inputs, targets) of the first training step."""
@@ -199,7 +211,8 @@ class TrainingState:
         """The state before the first step: initial weights, a fresh optimiser and generator."""
         init_rng, data_rng, _ = setup.generators()
         model = setup.build_model(init_rng)
-        return cls(0, model, make_optimizer(setup.optimizer, model.parameters(), setup.lr),
+        return cls(0, model, make_optimizer(setup.optimizer, trainable_parameters(model),
+                                            setup.lr),
                    data_rng)
 
 
@@ -224,7 +237,8 @@ def train_sequence(setup: SequenceSetup, strategy=None,
         raise ValueError(f"the run is already at step {state.step}, past steps={setup.steps}")
     eval_rng = setup.generators()[2]
     dtype = np.dtype(setup.dtype)
-    model, params = state.model, state.model.parameters()
+    model, params = state.model, trainable_parameters(state.model)
+    feedback = getattr(model, "feedback", None)
     run = SequenceRun(model, None, state.history)
     if plan is not None:
         run.plan = plan
@@ -241,7 +255,8 @@ def train_sequence(setup: SequenceSetup, strategy=None,
         start = time.perf_counter()
         try:
             result = train_step(run.plan, chain, params, state.optimizer, step=step,
-                                clip=setup.clip, on_nonfinite=setup.on_nonfinite)
+                                clip=setup.clip, on_nonfinite=setup.on_nonfinite,
+                                feedback=feedback)
         except NonFiniteError:
             if on_save is not None:  # the state before this step: its batch not drawn yet
                 state.data_rng.bit_generator.state = drawn_from
@@ -278,6 +293,7 @@ def run_identity(setup: SequenceSetup, strategy) -> dict:
     return {"task": task.name, "task_options": options, "cell": setup.cell,
             "hidden": setup.hidden, "batch": setup.batch, "optimizer": setup.optimizer,
             "lr": setup.lr, "seed": setup.seed, "clip": setup.clip, "dtype": setup.dtype,
+            "backward": setup.backward,
             "strategy": {"name": strategy.name, **params},
             "exact": not isinstance(strategy, Truncated)}
 
