@@ -108,7 +108,15 @@ def benchmark(data: iris.IrisData, strategy: Strategy, *, seed: int = 42, epochs
         "test_accuracy": final.test_accuracy, "test_loss": final.test_loss,
         "final_train_loss": final.train_loss, "train_seconds": seconds,
         "baseline_accuracy": iris.baseline_accuracy(data),
-        "history": [{**dataclasses.asdict(r), "step": r.epoch * per_epoch, "seconds": t}
+        "history": [{**_plain_record(r), "step": r.epoch * per_epoch, "seconds": t}
                     for r, t in zip(run.history, seconds_at)],
     }
     return row, run
+
+
+def _plain_record(record) -> dict:
+    """An epoch record as a dict, without `alignment` when nothing was measured."""
+    data = dataclasses.asdict(record)
+    if data.get("alignment") is None:
+        data.pop("alignment", None)
+    return data
