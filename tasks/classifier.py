@@ -73,9 +73,9 @@ def train_classifier(data, sizes: Sequence[int], seed: int = 42, epochs: int = 8
     `strategy(profile)` returns the memory strategy for a batch's chain (default `Full()`;
     exact strategies give the same gradients bit for bit). `backward`: the variant that forms
     the layers' errors (`bptt.nn.feedback`); `measure(model)` is recorded in each epoch's
-    `alignment`; `feedback_options` go to `attach_feedback` (e.g. kp's decay). `seed` spawns independent generators for the weights (then the feedback
-    matrices) and the shuffles, so the number of epochs and the variant do not change the
-    initial weights.
+    `alignment`; `feedback_options` go to `attach_feedback` (e.g. kp's decay). `seed` spawns
+    independent generators for the weights (then the feedback matrices) and the shuffles, so
+    the number of epochs and the variant do not change the initial weights.
     """
     check_variant(backward)
     if epochs < 1 or batch_size < 1:

@@ -377,7 +377,8 @@ def _iris_summary(row: dict) -> str:
     sizes = "-".join(map(str, row["sizes"]))
     return (f"iris: MLP {sizes} (a chain of {row['seq_len']} layers), seed {row['seed']}, "
             f"{row['epochs']} epochs, {row['optimizer']} lr {row['lr']}, batch {row['batch']}, "
-            f"backward {row['backward']} (metric: test accuracy; trivial predictor {row['baseline_accuracy']:.4g})")
+            f"backward {row['backward']} (metric: test accuracy; trivial predictor "
+            f"{row['baseline_accuracy']:.4g})")
 
 
 EPOCH_COLUMNS = [("epoch", "epoch", "{}"), ("train loss", "train_loss", "{:.4f}"),

@@ -32,8 +32,9 @@ def plot_feedback_comparison(path, result: dict) -> None:
                 for key, ax in (("update_angle", update_ax), ("feedback_angle", feedback_ax)):
                     values = [[_nan(h["alignment"][l if key == "update_angle" else l + 1][key])
                                for h in hist] for hist in histories]
+                    layer = l if key == "update_angle" else l + 1
                     ax.plot(epochs, np.nanmean(values, axis=0), color=colour, linestyle=style,
-                            label=f"{row['backward']} layer {l if key == 'update_angle' else l + 1}")
+                            label=f"{row['backward']} layer {layer}")
         acc_ax.set(xlabel="epoch", ylabel="test accuracy (mean over seeds)",
                    title=f"{result.get('task', '')}: accuracy")
         update_ax.set(xlabel="epoch", ylabel="degrees", title="update vs true gradient")
