@@ -32,9 +32,11 @@ from typing import Callable, Iterator
 
 from checkpointing.binomial import (RECORD, SPLIT, Revolve, binomial_decide, griewank_minimum,
                                     split_schedule)
+from checkpointing.codecs import Codec, get_codec
 from checkpointing.full import Full
-from checkpointing.plan import (Action, Advance, ChainProfile, Plan, Repeat, simulate,
-                                whole_number)
+from checkpointing.lossy import Compression, LossyPlan, compressed_peak
+from checkpointing.plan import (Action, Advance, ChainProfile, Plan, Repeat, Snapshot,
+                                simulate, whole_number)
 
 INF = float("inf")
 WORK = 10_000_000          # inner-loop operations a dynamic program may take (~0.3 s)
@@ -50,10 +52,18 @@ class Adaptive:
     Exact gradients, like `full`. Budgets below `minimum_budget(profile)` are refused.
     """
     budget: int
+    compress: str | None = None
     name = "adaptive"
 
     def __post_init__(self):
         object.__setattr__(self, "budget", whole_number("budget", self.budget, 1, "bytes"))
+        if self.compress is not None:
+            get_codec(self.compress)
+
+    @property
+    def lossy(self) -> bool:
+        """True when slots may be compressed (`compress`): the gradient is then approximate."""
+        return self.compress is not None
 
     @staticmethod
     def minimum_budget(profile: ChainProfile) -> int:
@@ -62,7 +72,14 @@ class Adaptive:
         return min(_full_peak(profile), _one_slot_peak(profile))
 
     def plan(self, profile: ChainProfile) -> Plan:
-        """The cheapest candidate that fits; ValueError if the budget is below `minimum_budget`."""
+        """The cheapest candidate that fits; ValueError if the budget is below `minimum_budget`.
+
+        With `compress`, a `LossyPlan`: see `compressed_plan`."""
+        if self.compress is not None:
+            return compressed_plan(self.budget, get_codec(self.compress), profile)
+        return self._exact_plan(profile)
+
+    def _exact_plan(self, profile: ChainProfile) -> Plan:
         minimum = self.minimum_budget(profile)
         if self.budget < minimum:
             raise ValueError(f"budget {self.budget} B is below the minimum {minimum} B that any "
@@ -78,6 +95,60 @@ class Adaptive:
                           _uneven_revolve(profile, budget)]
         cost, actions = min((c for c in candidates if c is not None), key=lambda c: c[0])
         return Plan(T, self.name, actions)  # ties go to the program, listed first
+
+
+def compressed_plan(budget: int, codec: Codec, profile: ChainProfile) -> LossyPlan:
+    """The least recomputation within `budget` bytes when slots may be kept through `codec`.
+
+    Candidates: the exact adaptive plan (if the budget allows one), Revolve with the most
+    compressed slots that fit, and (uniform chains) the dynamic program run with compressed slot
+    sizes, its budget lowered until the encoded plan fits as `compressed_peak` counts it. The
+    cheapest wins (ties: the exact one); then as many of its snapshots as the bytes left allow,
+    in the order the plan takes them, are kept exact again: exact and compressed slots mixed.
+    """
+    T = profile.length
+    everything = Compression(codec.name)
+    def fits(plan):
+        return compressed_peak(plan, profile, everything) <= budget
+
+    candidates = []
+    if budget >= Adaptive.minimum_budget(profile):
+        exact = Adaptive(budget)._exact_plan(profile)
+        candidates.append((recomputation(exact, profile), 0, exact))
+    if fits(Revolve(1).plan(profile)):
+        lo, hi = 1, max(2, T)  # the most compressed slots that fit (the peak grows with them)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(Revolve(mid).plan(profile)) else (lo, mid)
+        best = Revolve(lo).plan(profile)
+        candidates.append((recomputation(best, profile), 1, best))
+        sizes = _uniform(profile)
+        if sizes is not None:
+            S, Tb, cost = sizes
+            Sc = max(codec.bound(S), 1)
+            scaled = ChainProfile.uniform(T, Sc, Tb + S - Sc)
+            room = budget
+            while room >= Adaptive.minimum_budget(scaled):
+                plan = Adaptive(room)._exact_plan(scaled)
+                over = compressed_peak(plan, profile, everything) - budget
+                if over <= 0:
+                    candidates.append((recomputation(plan, profile), 1, plan))
+                    break
+                room -= max(over, Sc)  # the scaled sizes miss by little: lower and retry
+    if not candidates:
+        raise ValueError(f"budget {budget} B is below what any plan needs even with {codec.name} "
+                         f"slots ({Adaptive.minimum_budget(profile)} B exact)")
+    _, lossy, plan = min(candidates, key=lambda c: c[:2])
+    if not lossy:
+        return LossyPlan(T, "adaptive", plan.actions, compression=Compression())
+    order = list(dict.fromkeys(a.index for a in plan if isinstance(a, Snapshot)))
+    lo, hi = 0, len(order) + 1  # the longest prefix of snapshots kept exact that still fits
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        mixed = Compression(codec.name, exact_snapshots=frozenset(order[:mid]))
+        lo, hi = (mid, hi) if compressed_peak(plan, profile, mixed) <= budget else (lo, mid)
+    return LossyPlan(T, "adaptive", plan.actions,
+                     compression=Compression(codec.name, exact_snapshots=frozenset(order[:lo])))
 
 
 def recomputation(plan: Plan | Iterator[Action], profile: ChainProfile) -> float:

@@ -12,6 +12,7 @@ from typing import Callable, Hashable, Iterable
 
 import numpy as np
 
+from checkpointing.lossy import CodecHooks
 from checkpointing.plan import (Advance, ChainProfile, Cut, Discard, Drop, Plan, PlanStats,
                                 Record, Replay, Restore, Reverse, Snapshot, simulate)
 
@@ -125,7 +126,7 @@ def execute(plan: Plan, chain, profile: ChainProfile | None = None) -> Execution
         raise ValueError(f"the plan is for {plan.length} steps but the chain has {chain.length}")
     stats = plan.check() if profile is None else simulate(plan, profile=profile)
     try:
-        return _Run(chain).run(plan, stats)
+        return _Run(chain, getattr(plan, "compression", None)).run(plan, stats)
     finally:
         _finish(chain)
 
@@ -139,8 +140,9 @@ def _finish(chain) -> None:
 class _Run:
     """The executor's registers: current state, slots, tapes and the gradient being carried."""
 
-    def __init__(self, chain):
+    def __init__(self, chain, compression=None):
         self.chain = chain
+        self.codecs = CodecHooks(compression)
         self.ledger = _Ledger(chain.buffers, chain.external_arrays())
         self.current = chain.initial_state()
         self.slots: dict[int, tuple] = {}
@@ -166,8 +168,10 @@ class _Run:
         if kind is Record:
             tape = chain.record(action.index, self.current)
             self.tapes[action.index] = tape
+            state = tape.state
+            self.codecs.pack_tape(tape)
             self.ledger.hold(("tape", action.index), tape.arrays())
-            self._set_current(tape.state)
+            self._set_current(state)
         elif kind is Reverse:
             self._reverse(action)
         elif kind is Advance:
@@ -176,10 +180,11 @@ class _Run:
                 state = chain.advance(i, state)
             self._set_current(state)
         elif kind is Snapshot:
-            self.slots[action.index] = self.current
-            self.ledger.hold(("slot", action.index), self.current)
+            kept = self.codecs.encode_state(action.index, self.current)
+            self.slots[action.index] = kept
+            self.ledger.hold(("slot", action.index), self.codecs.buffers(kept))
         elif kind is Restore:
-            self._set_current(self.slots[action.index])
+            self._set_current(self.codecs.decode_state(self.slots[action.index]))
         elif kind is Drop:
             del self.slots[action.index]
             self.ledger.release(("slot", action.index))
@@ -202,7 +207,11 @@ class _Run:
         tape = self.tapes[i]
         if action.with_loss:
             self.loss += tape.loss_value
+        self.codecs.unpack_tape(tape)
         self.grad = self.chain.reverse(i, tape, self.grad, action.with_loss, action.keep)
+        if action.keep and self.codecs.pack_tape(tape):  # kept for another pass: re-encoded
+            self.ledger.release(("tape", i))
+            self.ledger.hold(("tape", i), tape.arrays())
         if not action.keep:
             del self.tapes[i]
             self.ledger.release(("tape", i))

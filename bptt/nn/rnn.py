@@ -347,15 +347,31 @@ class _StepTape:
     """What `FusedSequenceChain.record(i)` keeps: state i, state i+1, the core's cache and the
     read-out's (diff for mse, the cross-entropy node for xent)."""
 
-    __slots__ = ("inputs", "state", "cache", "head", "loss_value")
+    __slots__ = ("inputs", "state", "cache", "head", "loss_value", "packed")
 
     def __init__(self, inputs, state, cache):
         self.inputs, self.state, self.cache = inputs, state, cache
-        self.head, self.loss_value = None, 0.0
+        self.head, self.loss_value, self.packed = None, 0.0, None
+
+    def compress(self, encode) -> None:
+        """Keep states and cache only encoded (`encode`: array -> `checkpointing.codecs.Encoded`);
+        the read-out's cache (B x O numbers) stays exact. A compressed tape (ActNN-style)."""
+        self.packed = tuple(tuple(encode(a) for a in part)
+                            for part in (self.inputs, self.state, self.cache))
+        self.inputs = self.state = self.cache = None
+
+    def decompress(self, decode) -> None:
+        """Decode what `compress` kept back into arrays, for the reverse."""
+        self.inputs, self.state, self.cache = (tuple(decode(e) for e in part)
+                                               for part in self.packed)
+        self.packed = None
 
     def arrays(self) -> list[np.ndarray]:
         """Every array this tape keeps alive."""
-        found = [*self.inputs, *self.state, *self.cache]
+        if self.packed is not None:
+            found = [a for part in self.packed for e in part for a in e.arrays]
+        else:
+            found = [*self.inputs, *self.state, *self.cache]
         if isinstance(self.head, np.ndarray):
             found.append(self.head)
         elif self.head is not None:
