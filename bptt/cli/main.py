@@ -281,3 +281,53 @@ def _one_line(error: BaseException) -> str:
     if isinstance(error, OSError) and error.filename:
         text = f"{error.filename}: {error.strerror or text}"
     return " ".join(text.split())
+
+
+def _database(ctx, param, path: Path) -> Path:
+    """A sweep store to create or extend: not a directory, in an existing directory."""
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a directory, expected a database file path")
+    if not path.parent.is_dir():
+        raise click.BadParameter(f"cannot create {path}: directory {path.parent} does not exist")
+    return path
+
+
+@main.command()
+@click.argument("sweep_file", required=False, type=click.Path(path_type=Path))
+@click.option("--db", "db_path", type=click.Path(path_type=Path), required=True,
+              callback=_database, help="SQLite store of finished points (resumable).")
+@click.option("--strategies", help="Comma-separated strategy specs, e.g. "
+                                   "'full;revolve(slots=8);adaptive(budget=0.1)' (';' "
+                                   "separates them), instead of a sweep file.")
+@click.option("--compressions", default="", help="Comma-separated codecs each snapshot "
+                                                 "strategy is also run with (float16, ...).")
+@click.option("--cells", default="rnn", show_default=True)
+@click.option("--seq-lens", default="100", show_default=True)
+@click.option("--tasks", default="adding", show_default=True)
+@click.option("--seeds", default="0", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--hidden", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True, callback=_finite_positive)
+@click.option("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler (default: a "
+                                  "LocalCluster on this machine).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="LocalCluster worker processes (default: the CPU count).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def sweep(**options) -> None:
+    """Train every point of a sweep on Dask; one SQLite row per finished point, resumable."""
+    from bptt.cli import study
+    with _bad_input(), _one_line_warnings():
+        study.sweep(options)
+
+
+@main.command()
+@click.argument("db_path", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), callback=writable_dir,
+              default=Path("results/report"), show_default=True,
+              help="Directory for the figures, the CSV and the Markdown summary.")
+def report(db_path, out_dir) -> None:
+    """Pareto plots, gradient error against compression, a CSV and a Markdown summary."""
+    from bptt.cli import study
+    with _bad_input():
+        study.report(db_path, out_dir)

@@ -91,24 +91,33 @@ def _identical_to(rows: Sequence[dict], values: Sequence[list]) -> list[str | No
 
 def plot_training_curves(path, rows: Sequence[dict], title: str = "",
                          notes: Sequence[str] | None = None) -> None:
-    """Loss against step and against wall-clock time, one line per strategy (PNG).
+    """Loss against step and against wall-clock time, one line per strategy, and peak cache
+    against steps-to-target: one figure that answers "memory against convergence" (PNG).
 
     `rows`: `bptt.studies.bench.benchmark` rows, each with `strategy`, `params` and a `history` of
     {step, loss, seconds}; `metric_name` and `metric` go into the legend when present, and so
-    does `notes[k]` (one more line of text per row). A row whose losses equal an earlier row's
-    bit for bit is labelled so ("= full") and drawn in a thinner, broken style over it: exact
-    strategies visibly lie on top of `full`, a truncated one visibly leaves it. The right panel
-    shows what their recomputation costs in time.
+    does `notes[k]` (one more line of text per row). Each curve is the loss's exponential moving
+    average (`bptt.studies.convergence.smooth`, stated in the legend) over its faint raw line.
+    A row whose losses equal an earlier row's bit for bit is labelled so ("= full") and drawn in
+    a thinner, broken style over it: exact strategies visibly lie on top of `full`, a truncated
+    one visibly leaves it. The middle panel shows what recomputation costs in time; the right
+    one each row's peak cache against its steps to the target loss (80% of the progress of
+    `full`'s smoothed loss, or of the first row's without a `full` row).
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
     from bptt.studies.bench import label
+    from bptt.studies.convergence import EMA, FRACTION, smooth, steps_to_target, target_loss
 
-    fig = Figure(figsize=(12, 4.6), layout="constrained")
-    by_step, by_time = fig.subplots(1, 2, sharey=True)
+    fig = Figure(figsize=(17, 4.8), layout="constrained")
+    by_step, by_time, by_memory = fig.subplots(1, 3)
+    by_time.sharey(by_step)
     losses = [[h["loss"] for h in row["history"]] for row in rows]
+    smoothed = [smooth(loss) for loss in losses]
     same = _identical_to(rows, losses)
+    reference = next((k for k, row in enumerate(rows) if row["strategy"] == "full"), 0)
+    target = target_loss(smoothed[reference])
     for k, (row, loss) in enumerate(zip(rows, losses)):
         steps = [h["step"] for h in row["history"]]
         seconds = [h["seconds"] for h in row["history"]]
@@ -124,20 +133,35 @@ def plot_training_curves(path, rows: Sequence[dict], title: str = "",
             style = FIRST_STYLE if k == 0 else OWN_STYLE
         style = dict(style, markersize=5, markevery=(k * every // len(rows), every),
                      color=f"C{k}")
-        by_step.plot(steps, loss, label=name, **style)
-        by_time.plot(seconds, loss, **style)
+        raw = dict(color=f"C{k}", linewidth=0.6, alpha=0.2)
+        by_step.plot(steps, loss, **raw)
+        by_step.plot(steps, smoothed[k], label=name, **style)
+        by_time.plot(seconds, loss, **raw)
+        by_time.plot(seconds, smoothed[k], **style)
+        reached = steps_to_target(smoothed[k], target)
+        if reached is not None and row.get("peak_cache_bytes"):
+            by_memory.scatter([row["peak_cache_bytes"]], [reached], color=f"C{k}", s=60,
+                              marker="osD^vxP*"[k % 8], zorder=3)
+            by_memory.annotate(label(row), (row["peak_cache_bytes"], reached), fontsize=7,
+                               textcoords="offset points", xytext=(4, 4 + 8 * (k % 3)))
     first = rows[0]
     by_step.set(xlabel="training step", ylabel="loss (before the step's update)", yscale="log",
                 title=title or f"{first['task']}, T={first['seq_len']}, {first['cell']} "
                                f"(hidden {first.get('hidden', '?')})")
     by_time.set(xlabel="wall-clock time since training began (s)",
                 title="the same runs against time")
+    by_memory.set(xscale="log", xlabel="peak cache (bytes held by states and tapes)",
+                  ylabel="training steps to the target loss",
+                  title=f"memory against convergence\n(target loss {target:.4g}: {FRACTION:.0%} "
+                        f"of {label(rows[reference])}'s progress)")
+    _bytes_axis(by_memory.xaxis)
     plain = FuncFormatter(lambda v, _: f"{v:g}")
     by_step.yaxis.set_major_formatter(plain)
     by_step.yaxis.set_minor_formatter(plain)
-    by_step.grid(True, which="both", alpha=0.3)
-    by_time.grid(True, which="both", alpha=0.3)
-    by_step.legend(fontsize="small")
+    for ax in (by_step, by_time, by_memory):
+        ax.grid(True, which="both", alpha=0.3)
+    by_step.legend(fontsize="small", title=f"lines: EMA {EMA} of the loss; faint: raw",
+                   title_fontsize="small")
     save_png(fig, path)
 
 

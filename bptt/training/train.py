@@ -27,7 +27,7 @@ from bptt.training.optim import SGD, Adam, Optimizer, clip_grad_norm, grad_norm
 from bptt.training.state_schema import state_schema_problems
 from checkpointing.executor import Execution, execute
 from checkpointing.full import Full
-from checkpointing.plan import Plan, whole_number
+from checkpointing.plan import ChainProfile, Plan, whole_number
 from checkpointing.truncated import Truncated
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
@@ -43,12 +43,16 @@ class NonFiniteError(FloatingPointError):
 class StepRecord:
     """One training step: its loss (before the update), seconds since training began, whether
     it was skipped for a non-finite loss or gradient, and the gradient's global L2 norm before
-    clipping (NaN when the sweep stopped at a non-finite loss)."""
+    clipping (NaN when the sweep stopped at a non-finite loss). For a lossy strategy, the
+    gradient's cosine similarity with `full`'s on the same batch and weights and its relative
+    error |g - g_full| / |g_full| (NaN for exact strategies, whose error is zero by design)."""
     step: int
     loss: float
     seconds: float
     skipped: bool = False
     grad_norm: float = float("nan")
+    grad_cosine: float = float("nan")
+    grad_rel_error: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class StepResult:
     skipped: bool
     grad_norm: float
     clipped: bool = False
+    grad_cosine: float = float("nan")
+    grad_rel_error: float = float("nan")
 
 
 def make_optimizer(name: str, params, lr: float) -> Optimizer:
@@ -83,9 +89,35 @@ def nonfinite_problem(loss: float, params) -> str | None:
     return None
 
 
+def gradient_error(grads: list, reference: list) -> tuple[float, float]:
+    """(cosine similarity, relative L2 error) of all gradients together against `reference`,
+    in float64; a zero reference gives cosine NaN and relative error 0 or inf."""
+    dot = sum(float(np.vdot(g.astype(np.float64), r)) for g, r in zip(grads, reference))
+    g2 = sum(float(np.vdot(g.astype(np.float64), g)) for g in grads)
+    r2 = sum(float(np.vdot(r.astype(np.float64), r)) for r in reference)
+    d2 = sum(float(np.sum(np.square(g.astype(np.float64) - r))) for g, r in zip(grads, reference))
+    cosine = dot / math.sqrt(g2 * r2) if g2 > 0 and r2 > 0 else float("nan")
+    relative = math.sqrt(d2 / r2) if r2 > 0 else (0.0 if d2 == 0 else float("inf"))
+    return cosine, relative
+
+
+def run_plan(plan, chain) -> Execution:
+    """Execute a checkpointing plan, or run an online-gradient plan (one with `run(chain)`,
+    e.g. `bptt.training.uoro`), on `chain`: parameter gradients accumulate."""
+    run = getattr(plan, "run", None)
+    return run(chain) if run is not None else execute(plan, chain)
+
+
+def _reference_grads(reference: Plan, chain, params) -> list:
+    for p in params:
+        p.zero_grad()
+    execute(reference, chain)
+    return [np.zeros_like(p.data) if p.grad is None else p.grad.copy() for p in params]
+
+
 def train_step(plan: Plan, chain, params, optimizer: Optimizer, *, step: int = 0,
                clip: float | None = None, on_nonfinite: str = "stop",
-               feedback=None) -> StepResult:
+               feedback=None, reference: Plan | None = None) -> StepResult:
     """Take one gradient with `plan` on `chain` and apply it.
 
     A NaN or Inf in the loss or in a gradient stops training with `NonFiniteError` naming the
@@ -94,14 +126,16 @@ def train_step(plan: Plan, chain, params, optimizer: Optimizer, *, step: int = 0
     before the step. `clip`: the largest global gradient norm allowed; larger (exploding)
     gradients are scaled down to it, keeping their direction. `feedback`: the model's
     `bptt.nn.feedback.Feedback` (None for backprop), whose learned matrices get their local
-    update with the weights'.
+    update with the weights'. `reference`: a plan (`full`'s) whose gradient on the same batch
+    the step's is compared with (cosine, relative error).
     """
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {list(ON_NONFINITE)}, got {on_nonfinite!r}")
+    expected = None if reference is None else _reference_grads(reference, chain, params)
     for p in params:
         p.zero_grad()
     try:
-        run = execute(plan, chain)
+        run = run_plan(plan, chain)
         problem = nonfinite_problem(run.loss, params)
     except FloatingPointError as error:  # a loss that refuses a non-finite value mid-sweep
         run, problem = None, str(error)
@@ -118,13 +152,15 @@ def train_step(plan: Plan, chain, params, optimizer: Optimizer, *, step: int = 0
         for p in params:
             p.zero_grad()
         return StepResult(run, True, norm)
+    errors = (float("nan"), float("nan")) if expected is None else gradient_error(
+        [np.zeros_like(p.data) if p.grad is None else p.grad for p in params], expected)
     if feedback is not None:
         feedback.before_update()
     norm = grad_norm(params) if clip is None else clip_grad_norm(params, clip)
     optimizer.step()
     if feedback is not None:
         feedback.after_update()
-    return StepResult(run, False, norm, clip is not None and norm > clip)
+    return StepResult(run, False, norm, clip is not None and norm > clip, *errors)
 
 
 @dataclass
@@ -247,6 +283,8 @@ def train_sequence(setup: SequenceSetup, strategy=None,
         # be far from sane) on the first batch.
         probe, inputs, targets = setup.first_batch()
         run.plan = strategy.plan(probe.chain(inputs, targets).profile())
+    reference = None if not getattr(strategy, "lossy", False) else Full().plan(
+        ChainProfile.uniform(setup.task.seq_len))
     begin = time.perf_counter() - (state.history[-1].seconds if state.history else 0.0)
     for step in range(state.step, setup.steps):
         drawn_from = state.data_rng.bit_generator.state
@@ -256,7 +294,7 @@ def train_sequence(setup: SequenceSetup, strategy=None,
         try:
             result = train_step(run.plan, chain, params, state.optimizer, step=step,
                                 clip=setup.clip, on_nonfinite=setup.on_nonfinite,
-                                feedback=feedback)
+                                feedback=feedback, reference=reference)
         except NonFiniteError:
             if on_save is not None:  # the state before this step: its batch not drawn yet
                 state.data_rng.bit_generator.state = drawn_from
@@ -266,7 +304,8 @@ def train_sequence(setup: SequenceSetup, strategy=None,
         run.step_times.append(end - start)
         run.last = result.execution or run.last
         loss = result.execution.loss if result.execution else float("nan")
-        record = StepRecord(step, loss, end - begin, result.skipped, result.grad_norm)
+        record = StepRecord(step, loss, end - begin, result.skipped, result.grad_norm,
+                            result.grad_cosine, result.grad_rel_error)
         state.history.append(record)
         state.step = step + 1
         if on_step is not None:
@@ -289,13 +328,14 @@ def run_identity(setup: SequenceSetup, strategy) -> dict:
     """
     task = setup.task
     options = {f.name: _plain(getattr(task, f.name)) for f in dataclasses.fields(task) if f.init}
-    params = {k: v for k, v in vars(strategy).items() if not k.startswith("_")}
+    params = {k: (v.name if hasattr(v, "plan") else v) for k, v in vars(strategy).items()
+              if not k.startswith("_")}
     return {"task": task.name, "task_options": options, "cell": setup.cell,
             "hidden": setup.hidden, "batch": setup.batch, "optimizer": setup.optimizer,
             "lr": setup.lr, "seed": setup.seed, "clip": setup.clip, "dtype": setup.dtype,
             "backward": setup.backward,
             "strategy": {"name": strategy.name, **params},
-            "exact": not isinstance(strategy, Truncated)}
+            "exact": not (isinstance(strategy, Truncated) or getattr(strategy, "lossy", False))}
 
 
 def _plain(value):
