@@ -115,7 +115,10 @@ def points_from_config(config: dict, where: str = "sweep") -> list[Point]:
     config = {**DEFAULTS, **config}
     strategies = _list(config, "strategies", str, where)
     for spec in strategies:
-        parse_strategy(spec)
+        try:
+            parse_strategy(spec)
+        except SweepError as error:
+            raise SweepError(f"{where}: {error}") from None
     for c in config["compressions"]:
         if c not in CODECS:
             raise SweepError(f"{where}: unknown codec {c!r} in compressions; choose from "

@@ -107,7 +107,7 @@ class SweepOutcome:
 def run_sweep(points: list[Point], store: Store, scheduler: str | None = None,
               workers: int | None = None, on_done: Callable[[int], None] | None = None,
               on_start: Callable[[int], None] | None = None,
-              connect_timeout: float = 10.0) -> SweepOutcome:
+              connect_timeout: float = 5.0) -> SweepOutcome:
     """Run the points not yet in `store` on Dask and store each as it finishes.
 
     `scheduler`: "tcp://HOST:PORT" of a running cluster, used as it is; None starts a
@@ -131,8 +131,13 @@ def run_sweep(points: list[Point], store: Store, scheduler: str | None = None,
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # inherited by the worker processes
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                               processes=True, dashboard_address=None)
+        import dask
+
+        # One point at a time per worker: a worker that dies takes only the point it runs.
+        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1,
+                                   threads_per_worker=1, processes=True,
+                                   dashboard_address=":0")
         address = cluster
     else:
         address = scheduler
