@@ -89,7 +89,8 @@ def sweep(options: dict) -> None:
 
 def report(db_path, out_dir) -> None:
     """Write the report of a sweep store into `out_dir`."""
-    from bptt.studies.report import write_report
+    from bptt.plots.sweep import plot_gradient_error, plot_pareto_panels
+    from bptt.studies.report import write_tables
     from bptt.studies.store import open_existing
 
     store = open_existing(db_path)
@@ -99,6 +100,11 @@ def report(db_path, out_dir) -> None:
         store.close()
     if not rows:
         raise ValueError(f"{db_path} holds no finished points yet")
-    written = write_report(rows, out_dir)
+    written, means = write_tables(rows, out_dir)
+    for name, draw in (("pareto_steps.png", lambda p: plot_pareto_panels(p, means, "steps")),
+                       ("pareto_metric.png", lambda p: plot_pareto_panels(p, means, "metric")),
+                       ("gradient_error.png", lambda p: plot_gradient_error(p, means))):
+        draw(out_dir / name)
+        written.append(out_dir / name)
     for path in written:
         click.echo(str(path))

@@ -120,9 +120,9 @@ def to_markdown(summary_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(rows: list[dict], out_dir) -> list[Path]:
-    """Write table.csv, summary.md and the figures into `out_dir`; the paths written."""
-    from bptt.plots.sweep import plot_gradient_error, plot_pareto_panels
+def write_tables(rows: list[dict], out_dir) -> tuple[list[Path], list[dict]]:
+    """Write table.csv and summary.md into `out_dir`: (the paths, the summary rows the figures
+    are drawn from, by `bptt.plots.sweep`)."""
     from bptt.training.io import atomic_write_bytes
 
     out_dir = Path(out_dir)
@@ -133,9 +133,4 @@ def write_report(rows: list[dict], out_dir) -> list[Path]:
     for name, text in (("table.csv", to_csv(records)), ("summary.md", to_markdown(means))):
         atomic_write_bytes(out_dir / name, text.encode())
         written.append(out_dir / name)
-    for name, draw in (("pareto_steps.png", lambda p: plot_pareto_panels(p, means, "steps")),
-                       ("pareto_metric.png", lambda p: plot_pareto_panels(p, means, "metric")),
-                       ("gradient_error.png", lambda p: plot_gradient_error(p, means))):
-        draw(out_dir / name)
-        written.append(out_dir / name)
-    return written
+    return written, means
