@@ -10,6 +10,9 @@ Strategies (each a small frozen object with `plan(profile) -> Plan`):
     Revolve(slots)         binomial checkpointing, the fewest recomputations for `slots` states
     Adaptive(budget)       the fewest recomputations within `budget` bytes, for uneven chains too
     OnlineCheckpointing(slots)  for sequences of unknown length: `execute_online(policy, chain)`
+Lossy (an exact plan plus a codec, `checkpointing.lossy`; the gradient is approximate):
+    Compressed(inner, snapshots="float16", tapes=None)   kept states / tapes through a codec
+    Adaptive(budget, compress="float16")                  exact and compressed slots mixed
 
 For PyTorch loops: `checkpointing.torch.checkpointed_loop` (imported only when used).
 """
@@ -18,6 +21,7 @@ from checkpointing.binomial import Revolve, griewank_minimum
 from checkpointing.equivalence import assert_same_gradients, gradients
 from checkpointing.executor import Execution, execute, execute_online
 from checkpointing.full import Full
+from checkpointing.lossy import Compressed, Compression, LossyPlan
 from checkpointing.online import OnlineCheckpointing
 from checkpointing.periodic import Periodic
 from checkpointing.plan import (Advance, ChainProfile, Cut, Discard, Drop, Plan, PlanError,
@@ -35,8 +39,8 @@ def make_strategy(name: str, **params):
     return STRATEGIES[name](**{k: v for k, v in params.items() if v is not None})
 
 
-__all__ = ["Adaptive", "Advance", "ChainProfile", "Cut", "Discard", "Drop", "Execution", "Full",
-           "Periodic", "Plan", "PlanError", "PlanStats", "Record", "Restore", "Reverse", "Revolve",
-           "OnlineCheckpointing", "STRATEGIES", "Snapshot", "Truncated", "assert_same_gradients",
-           "execute", "execute_online",
-           "gradients", "griewank_minimum", "make_strategy", "simulate"]
+__all__ = ["Adaptive", "Advance", "ChainProfile", "Compressed", "Compression", "Cut",
+           "Discard", "Drop", "Execution", "Full", "LossyPlan", "Periodic", "Plan", "PlanError",
+           "PlanStats", "Record", "Restore", "Reverse", "Revolve", "OnlineCheckpointing",
+           "STRATEGIES", "Snapshot", "Truncated", "assert_same_gradients", "execute",
+           "execute_online", "gradients", "griewank_minimum", "make_strategy", "simulate"]

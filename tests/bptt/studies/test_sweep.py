@@ -1,5 +1,5 @@
 """A real sweep on a real Dask LocalCluster of two worker processes: rows stored, resumed,
-reproduced bit for bit; a worker killed mid-point loses that point only."""
+reproduced bit for bit on another, existing cluster; a worker killed mid-point loses that point only."""
 import os
 import signal
 import subprocess
@@ -41,7 +41,11 @@ def test_a_tiny_sweep_runs_on_two_workers_resumes_and_reproduces(tmp_path):
             < by_strategy[("full", "rnn")]["peak_cache_bytes"])
     again = run_sweep(points, first, workers=2)   # everything is there: nothing runs
     assert again.skipped == 8 and again.finished == 0
-    run_sweep(points, second, workers=2)          # the same sweep elsewhere: the same numbers
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
+        # an existing cluster, used as it is: the same sweep there gives the same numbers
+        run_sweep(points, second, scheduler=cluster.scheduler_address)
+        assert len(cluster.workers) == 2
     assert numbers(second) == rows
     assert run_point(points[1].params())["losses"] == [
         r for r in rows if r["strategy"] == points[1].strategy
