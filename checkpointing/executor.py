@@ -4,6 +4,9 @@
 any step runs), then carries out its actions on the chain, holding exactly the states and tapes
 the plan says, and counting the bytes they keep alive: the exact peak cache of the training step.
 `execute_online(policy, chain)` does the same for a policy that decides as the steps arrive.
+A lossy plan (`checkpointing.lossy.LossyPlan`) carries codecs too: a slot is encoded on
+Snapshot and decoded on Restore, a tape encoded on Record and decoded before its Reverse, and
+the ledger counts the encoded buffers (`checkpointing.lossy.CodecHooks`).
 """
 from __future__ import annotations
 
