@@ -74,7 +74,8 @@ def plot_gradient_error(path, rows: Sequence[dict]) -> None:
         lines: dict[tuple, dict] = defaultdict(dict)
         for r in rows:
             family, codec = codec_of(r["strategy"])
-            if (r["task"], r["cell"]) == (task, cell) and codec != "exact" and r["mean_grad_rel_error"] is not None:
+            if ((r["task"], r["cell"]) == (task, cell) and codec != "exact"
+                    and r["mean_grad_rel_error"] is not None):
                 lines[(family, r["seq_len"])][codec] = r["mean_grad_rel_error"]
         families = sorted({f for f, _ in lines})
         for (family, T), values in sorted(lines.items()):

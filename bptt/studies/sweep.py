@@ -148,7 +148,8 @@ def run_sweep(points: list[Point], store: Store, scheduler: str | None = None,
             raise OSError(f"cannot reach the Dask scheduler at {scheduler}: "
                           f"{error or type(error).__name__}") from None
         try:
-            futures = [client.submit(_timed_point, q, pure=False) for q in todo]
+            # All at once, so the scheduler queues them and hands each worker one at a time.
+            futures = client.map(_timed_point, todo, pure=False)
             for future in as_completed(futures):
                 try:
                     q, result, seconds = future.result()

@@ -36,7 +36,8 @@ def test_points_are_the_product_of_the_axes_with_compressions_added():
     points = points_from_config(config)
     specs = sorted({p.strategy for p in points})
     assert specs == sorted(["full", "revolve(slots=4)", "adaptive(budget=0.1)",
-                            "revolve(slots=4, snapshots=int8)", "revolve(slots=4, snapshots=float16)",
+                            "revolve(slots=4, snapshots=int8)",
+                            "revolve(slots=4, snapshots=float16)",
                             "adaptive(budget=0.1, compress=float16)",
                             "adaptive(budget=0.1, compress=int8)"])
     assert len(points) == len(specs) * 2 * 2 * 3

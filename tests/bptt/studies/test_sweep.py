@@ -107,7 +107,7 @@ def test_a_killed_worker_loses_its_point_only_and_resume_finishes_it(tmp_path):
     store.close()
     if proc.returncode:  # the point on the killed worker was lost and said so
         assert proc.returncode == 1 and "lost" in err and "run the same command again" in err
-        assert 1 <= 8 - kept <= 2
+        assert 8 - kept == 1  # one point at a time per worker: only its point
     resumed = _sweep(tmp_path, db, dict(os.environ))
     out, err = resumed.communicate(timeout=180)
     assert resumed.returncode == 0, err
