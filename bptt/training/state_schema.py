@@ -11,7 +11,10 @@ from __future__ import annotations
 STATE_KEYS = {"format", "step", "run", "model", "optimizer", "data_rng", "history", "arrays",
               "sha256", "checksum"}
 RECORD_TYPES = {"step": (int,), "loss": (float, type(None)), "seconds": (float, int),
-                "skipped": (bool,), "grad_norm": (float, type(None))}
+                "skipped": (bool,), "grad_norm": (float, type(None)),
+                "grad_cosine": (float, type(None)), "grad_rel_error": (float, type(None))}
+# A lossy strategy's gradient error against full: states saved before it existed lack it.
+OPTIONAL_RECORD_KEYS = {"grad_cosine", "grad_rel_error"}
 
 
 def state_schema_problems(info: dict, fresh) -> list[str]:
@@ -60,10 +63,11 @@ def state_schema_problems(info: dict, fresh) -> list[str]:
 
 
 def _record_problem(record, k: int) -> str | None:
-    if type(record) is not dict or set(record) != set(RECORD_TYPES):
+    if type(record) is not dict or not (set(RECORD_TYPES) - OPTIONAL_RECORD_KEYS
+                                        <= set(record) <= set(RECORD_TYPES)):
         return f"must be an object with exactly {sorted(RECORD_TYPES)}"
     for name, types in RECORD_TYPES.items():
-        if type(record[name]) not in types:
+        if name in record and type(record[name]) not in types:
             allowed = " or ".join("null" if t is type(None) else t.__name__ for t in types)
             return f"{name!r} must be {allowed}, got {record[name]!r}"
     if record["step"] != k:

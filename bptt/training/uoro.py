@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bptt.engine.chain import _unique_bytes
 from checkpointing.executor import Execution
 from checkpointing.plan import ChainProfile, PlanStats
 
@@ -95,12 +94,13 @@ def _uoro(chain, rng: np.random.Generator) -> Execution:
     s_tilde = tuple(np.zeros_like(a) for a in state)
     theta = [np.zeros_like(p.data) for p in params]
     estimate = [np.zeros_like(p.data) for p in params]
-    external = {id(a) for a in chain.external_arrays()}
+    external = {i for i, _ in chain.buffers(chain.external_arrays())}
     carried = sum(a.nbytes for a in (*s_tilde, *theta))
     loss, peak = 0.0, 0
     for t in range(T):
         tape = chain.record(t, state)
-        peak = max(peak, carried + _unique_bytes([*state, *tape.arrays()], external))
+        held = dict(chain.buffers([*state, *tape.arrays()]))  # each buffer once
+        peak = max(peak, carried + sum(n for i, n in held.items() if i not in external))
         loss += tape.loss_value
         delta = chain.reverse(t, tape, None, with_loss=True, keep=True)
         chain.finish()  # the exact one-step gradient is in the parameters now
