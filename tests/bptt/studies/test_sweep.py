@@ -1,5 +1,6 @@
 """A real sweep on a real Dask LocalCluster of two worker processes: rows stored, resumed,
-reproduced bit for bit on another, existing cluster; a worker killed mid-point loses that point only."""
+reproduced bit for bit on another, existing cluster; a worker killed mid-point loses that point
+only."""
 import os
 import signal
 import subprocess
