@@ -6,7 +6,8 @@
   null; nesting past Python's recursion limit is an error naming the file);
 - `atomic_write_bytes`: a temporary file in the same directory, fsync, `os.replace`, and never
   over anything but a regular file (`check_replaceable`): an interrupted write leaves the old
-  file or the new one, never half of one, and /dev/full or a FIFO is not replaced.
+  file or the new one, never half of one, and /dev/full or a FIFO is not replaced;
+  `atomic_write_files` does so for several files of a directory at once.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Mapping
 
 
 class FileReadError(ValueError):
@@ -69,10 +71,19 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON (strict JSON has no NaN or Infinity; bptt writes null)")
 
 
+def _refuse_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):  # json would keep the last silently
+        raise ValueError(f"duplicate key {next(k for k in keys if keys.count(k) > 1)!r}")
+    return dict(pairs)
+
+
 def parse_json(data: bytes, where, error: type = FileReadError):
-    """`data` parsed as strict JSON (no NaN/Infinity), or `error` naming `where`."""
+    """`data` parsed as strict JSON (no NaN/Infinity, no key twice in an object), or `error`
+    naming `where`."""
     try:
-        return json.loads(data, parse_constant=_refuse_constant)
+        return json.loads(data, parse_constant=_refuse_constant,
+                          object_pairs_hook=_refuse_duplicates)
     except RecursionError:
         raise error(f"{where}: not valid JSON (nested too deeply)") from None
     except (ValueError, UnicodeDecodeError) as failure:  # JSONDecodeError is a ValueError
@@ -131,6 +142,36 @@ def atomic_write_bytes(path, data: bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def atomic_write_files(directory, files: Mapping[str, bytes]) -> None:
+    """Write several files of `directory`, each atomically, in the order given.
+
+    Every temporary file is written and flushed before the first is moved into place, so a
+    failed write (disk full, a bad name, something not a regular file in the way) changes
+    nothing; only a crash between two `os.replace` calls can leave some files new and others
+    old: put the file that commits the set last.
+    """
+    directory = Path(directory)
+    targets = [check_replaceable(directory / name) for name in files]
+    temporaries = []
+    try:
+        for target, data in zip(targets, files.values()):
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                       suffix=".tmp")
+            temporaries.append(tmp)
+            os.fchmod(fd, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, target in zip(list(temporaries), targets):
+            check_replaceable(target)
+            os.replace(tmp, target)
+            temporaries.remove(tmp)
+    finally:
+        for tmp in temporaries:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _umask() -> int:

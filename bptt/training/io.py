@@ -1,9 +1,9 @@
-"""Saving and loading models: weights in `model.safetensors`, constructor data in `config.json`.
+"""Safetensors files and training states; the low-level helpers saved models are built on.
 
-The format is generic: a dict of named arrays plus a JSON config whose "architecture" names the
-builder that rebuilds the model (`ARCHITECTURES`: "mlp" or "rnn"). Every write goes
-to a temporary file in the target directory and is moved into place with `os.replace`, so an
-interrupted run leaves either the old file or the new one, never half of one.
+Every write goes to a temporary file in the target directory and is moved into place with
+`os.replace`, so an interrupted run leaves either the old file or the new one, never half of
+one; `atomic_write_files` does so for several files at once. Saved models (a directory in the
+Hugging Face `save_pretrained` layout) are `bptt.training.pretrained`'s.
 A training state (`save_state`/`load_state`) pairs a safetensors file with a JSON file that
 names it and its SHA-256, and carries a SHA-256 of its own content: the pair is replaced as
 one, so a crash never mixes two states, and a change to either file is refused by name.
@@ -21,34 +21,25 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
-from bptt.nn import MLP, Module
-from bptt.nn.feedback import attach_feedback
-from bptt.nn.rnn import RNN
-from bptt.training.files import (FileReadError, atomic_write_bytes, atomic_write_json,  # noqa: F401
-                                 check_replaceable, dumps_strict, parse_json,
-                                 read_regular_file, strict_json)
+from bptt.training.files import (FileReadError, atomic_write_bytes,  # noqa: F401
+                                 atomic_write_files, atomic_write_json, check_replaceable,
+                                 dumps_strict, parse_json, read_regular_file, strict_json)
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 STATE_FILE = "training_state.json"
 STATE_ARRAYS = "training_state-{digest}.safetensors"
 FORMAT = "bptt"
-
-# architecture name -> function(config) -> a Module with freshly initialised weights
-ARCHITECTURES: dict[str, Callable[[dict], Module]] = {"mlp": MLP.from_config,
-                                                      "rnn": RNN.from_config}
-
 
 MAX_JSON_BYTES = 1 << 30      # a state's JSON: ~140 B per step of history
 MAX_ARRAYS_BYTES = 1 << 40    # a state's or a model's safetensors file
 
 
 class ModelFileError(FileReadError):
-    """A saved model file is missing, unreadable, corrupt or does not match its config."""
+    """A saved file (model or training state) is missing, unreadable, corrupt, changed since it
+    was written, or does not match what it must describe; the message names the path."""
 
 
 class StateLockedError(ValueError):
@@ -58,11 +49,13 @@ class StateLockedError(ValueError):
 def save_arrays(path, arrays: Mapping[str, np.ndarray],
                 metadata: Mapping[str, str] | None = None) -> None:
     """Write named arrays to a safetensors file, atomically. Metadata values must be str."""
-    atomic_write_bytes(path, _safetensors_bytes(arrays, metadata))
+    atomic_write_bytes(path, safetensors_bytes(arrays, metadata))
 
 
-def _safetensors_bytes(arrays: Mapping[str, np.ndarray],
-                       metadata: Mapping[str, str] | None = None) -> bytes:
+def safetensors_bytes(arrays: Mapping[str, np.ndarray],
+                      metadata: Mapping[str, str] | None = None) -> bytes:
+    """The safetensors file of `arrays` and `metadata` (str values), byte-for-byte
+    reproducible: the same arrays and metadata always give the same bytes."""
     from safetensors.numpy import save
 
     metadata = metadata or {}
@@ -103,65 +96,6 @@ def load_arrays(path) -> dict[str, np.ndarray]:
         raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from None
 
 
-def save_model(directory, model: Module, config: dict) -> None:
-    """Save `model`'s parameters and `config` into `directory` (created if needed).
-
-    `config` must be JSON-serialisable and hold "architecture" (a key of `ARCHITECTURES`) plus
-    what its builder needs, e.g. `MLP.config()`; extra keys (task, seed, ...) are kept as is.
-    The weights are written first, the config last.
-    """
-    architecture = config.get("architecture")
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"config['architecture'] must be one of {sorted(ARCHITECTURES)}, "
-                         f"got {architecture!r}")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(config, indent=2) + "\n"  # fail on unserialisable config before writing
-    save_arrays(directory / WEIGHTS_FILE, model.state_dict(),
-                metadata={"format": FORMAT, "architecture": architecture})
-    atomic_write_bytes(directory / CONFIG_FILE, text.encode())
-
-
-def load_config(directory) -> dict:
-    """The config saved by `save_model` in `directory`, or a ModelFileError naming the file."""
-    path = Path(directory) / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(config, dict) or config.get("architecture") not in ARCHITECTURES:
-        found = config.get("architecture") if isinstance(config, dict) else config
-        raise ModelFileError(f"{path}: 'architecture' must be one of {sorted(ARCHITECTURES)}, "
-                             f"got {found!r}")
-    return config
-
-
-def load_model(directory) -> Module:
-    """Rebuild the model saved in `directory` from its config and load its weights.
-
-    The weights' names, shapes and dtypes must be exactly those of the model the config
-    describes; any difference is a ModelFileError naming the weights file and listing it.
-    """
-    directory = Path(directory)
-    config = load_config(directory)
-    try:
-        model = ARCHITECTURES[config["architecture"]](config)
-        # A backward variant's feedback matrices are saved with the weights (same shapes).
-        attach_feedback(model, config.get("backward", "backprop"), np.random.default_rng(0))
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelFileError(f"{directory / CONFIG_FILE}: cannot build the model "
-                             f"({type(error).__name__}: {error})") from None
-    weights = directory / WEIGHTS_FILE
-    state = load_arrays(weights)
-    try:
-        model.load_state_dict(state)
-    except ValueError as error:
-        raise ModelFileError(f"{weights}: does not match {CONFIG_FILE} ({error})") from None
-    return model
-
-
 def save_state(directory, arrays: Mapping[str, np.ndarray], info: dict) -> None:
     """Save a training state in `directory` (created if needed): `arrays` as safetensors, `info`
     (JSON-serialisable; NaN and infinities become null) in `training_state.json`, which also
@@ -175,7 +109,7 @@ def save_state(directory, arrays: Mapping[str, np.ndarray], info: dict) -> None:
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    data = _safetensors_bytes(arrays, {"format": FORMAT})
+    data = safetensors_bytes(arrays, {"format": FORMAT})
     digest = hashlib.sha256(data).hexdigest()
     name = STATE_ARRAYS.format(digest=digest[:16])
     content = strict_json({**info, "arrays": name, "sha256": digest})

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from bptt.cli import main
 from bptt.cli.main import compare
 from bptt.cli.options import EVERY_TASK, IRIS_ONLY, SEQUENCE_ONLY, STRATEGY_PARAMETERS
-from bptt.training.io import load_model
+from bptt.training.pretrained import from_pretrained
 from bptt.studies.iris_bench import first_batch
 from tasks import iris
 
@@ -86,7 +86,7 @@ def test_hidden_and_layers_size_the_iris_mlp(tmp_path):
         assert result.exit_code == 0, result.output
         report = json.loads(out.read_text())
         assert report["sizes"] == sizes and report["seq_len"] == len(sizes) - 1
-        assert load_model(tmp_path / "m").sizes == sizes
+        assert from_pretrained(tmp_path / "m").model.sizes == sizes
     result = run(*IRIS, "--hidden", "16", "--layers", "8")
     assert result.exit_code == 2 and "not both" in result.output
     result = run(*IRIS, "--layers", "8,x")
@@ -114,7 +114,7 @@ def test_a_truncation_shorter_than_the_mlp_warns_before_training_and_layer_0_sta
                "layers.0.bias: its window of k2=1 steps is shorter than the chain's 2 steps")
     assert warning in result.stderr
     assert result.stderr.index(warning) < result.stderr.index("training iris")
-    trained = load_model(tmp_path / "m")
+    trained = from_pretrained(tmp_path / "m").model
     initial, _, _ = first_batch(iris.load_data(), seed=42, batch_size=16)
     np.testing.assert_array_equal(trained.layers[0].weight.data, initial.layers[0].weight.data)
     assert not np.array_equal(trained.layers[1].weight.data, initial.layers[1].weight.data)

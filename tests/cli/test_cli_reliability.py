@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from safetensors.numpy import load_file
 
 from bptt.training import io
+from bptt.training.pretrained import WEIGHTS_FILE
 from bptt.cli import main
 
 SMALL = ["--task", "adding", "--seq-len", "12", "--hidden", "6", "--batch", "3", "--quiet"]
@@ -44,7 +45,7 @@ def strict_load(path):
 
 
 def weights_bytes(directory):
-    return (directory / io.WEIGHTS_FILE).read_bytes()
+    return (directory / WEIGHTS_FILE).read_bytes()
 
 
 # --- --state-dir and --resume -------------------------------------------------------------------
