@@ -42,6 +42,12 @@ def _finite_positive(ctx, param, value):
     return value
 
 
+def _probability(ctx, param, value):
+    if value is not None and not (math.isfinite(value) and 0 <= value < 1):
+        raise click.BadParameter(f"must be a number in [0, 1), got {value}")
+    return value
+
+
 def _budget(ctx, param, value):
     if value is None:
         return None
@@ -129,6 +135,11 @@ model_options = _stack(
     click.option("--on-nan", type=click.Choice(("stop", "skip")), default="stop",
                  show_default=True, help="On NaN/Inf: stop naming the step, or skip it."),
     click.option("--seed", type=click.IntRange(min=0), default=42, show_default=True),
+    click.option("--dropout", type=float, default=0.0, show_default=True,
+                 callback=_probability,
+                 help="Dropout probability before the read-out (sequence tasks) or the head "
+                      "(iris); masks keyed by (seed, step, layer or time step), so exact "
+                      "strategies stay exact."),
     click.option("--quiet", is_flag=True, help="No progress bar and no table."),
     click.option("--backward", type=click.Choice(VARIANTS), default="backprop",
                  show_default=True,

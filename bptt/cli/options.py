@@ -27,7 +27,7 @@ IRIS_ONLY = {"epochs": "--epochs", "layers": "--layers"}
 #: The parameter names of the options that work for every task.
 EVERY_TASK = frozenset({
     "task", "strategy", "strategies", "hidden", "batch", "lr", "optimizer", "clip", "on_nan",
-    "seed", "quiet", "json_path", "csv_path", "plot_path", "save_dir", "max_memory",
+    "seed", "quiet", "json_path", "csv_path", "plot_path", "save_dir", "max_memory", "dropout",
     "backward", "backwards", "seeds",  # the weight-transport study checks its own
 })
 

@@ -19,24 +19,27 @@ class LayerChain(TapedChain):
 
     The last step adds the mean softmax cross-entropy against `labels` (class indices, (B,)).
     States differ in size with the layer widths, so `profile()` measures every layer: an uneven
-    chain that the adaptive planner must treat step by step.
+    chain that the adaptive planner must treat step by step. `step`: the training step, which
+    keys the MLP's dropout masks (None: no dropout); a recomputed layer redraws its mask.
 
     The executor's steps run on arrays: a layer is z = x W + b and the engine's activation node
     (or, last, its cross-entropy node) called directly, without Tensors or a graph to sort, so
     a minibatch of a small MLP costs little more than the NumPy it runs. A tape keeps what the
-    engine's graph of the layer would (x, the activation, the softmax): the same bytes, and the
-    same gradients to rounding as `mlp`'s own backward. `step` (the engine's graph of one
-    layer) remains for whole-graph use.
+    engine's graph of the layer would (x, the activation, the softmax; the dropout mask before
+    the head): the same bytes, and the same gradients to rounding as `mlp`'s own backward.
+    `step` (the engine's graph of one layer) remains for whole-graph use.
     A model with a backward variant (`bptt.nn.feedback`) forms its layers' errors by it.
     """
 
-    def __init__(self, mlp: MLP, inputs: np.ndarray, labels: np.ndarray):
+    def __init__(self, mlp: MLP, inputs: np.ndarray, labels: np.ndarray,
+                 step: int | None = None):
         if inputs.ndim != 2 or inputs.shape[1] != mlp.sizes[0]:
             raise ValueError(f"inputs must have shape (batch, {mlp.sizes[0]}), got {inputs.shape}")
         self.mlp, self.inputs, self.labels = mlp, inputs, labels
         self.length = len(mlp.layers)
         self._parameters = mlp.parameters()  # one walk per chain, not one per call
         self.direct = DirectError()  # dfa: the output error of this chain's reverse sweep
+        self.training_step = step
 
     def initial_state(self):
         return (self.inputs,)
@@ -45,7 +48,10 @@ class LayerChain(TapedChain):
         return [self.inputs, self.labels] + [p.data for p in self._parameters]
 
     def step(self, i, state, need_loss):
-        z = layer_forward(self.mlp, i, state[0], self.direct)
+        h = state[0]
+        if i == self.length - 1:  # dropout before the head, as `MLP.layer`
+            h = self.mlp.dropout(h, step=self.training_step, call=i)
+        z = layer_forward(self.mlp, i, h, self.direct)
         if i < self.length - 1:
             return (ACTIVATIONS[self.mlp.activation](z),), None
         return (z,), (losses.softmax_cross_entropy(z, self.labels) if need_loss else None)
@@ -59,20 +65,31 @@ class LayerChain(TapedChain):
         z += layer.bias.data
         return z
 
+    def _mask(self, i: int, x: np.ndarray) -> np.ndarray | None:
+        """The dropout mask (scale factors) on layer i's input, or None: only before the
+        head, only in training (a step given), drawn from (seed, step, layer)."""
+        dropout = self.mlp.dropout
+        if i < self.length - 1 or self.training_step is None or not dropout.p:
+            return None
+        return dropout.mask(x.shape, x.dtype, self.training_step, call=i)
+
     def advance(self, i, state):
-        z = self._affine(i, state[0])
+        mask = self._mask(i, state[0])
+        z = self._affine(i, state[0] if mask is None else state[0] * mask)
         if i < self.length - 1:
             return (ACTIVATION_NODES[self.mlp.activation]().run(z),)
         return (z,)
 
     def record(self, i, state):
         x = state[0]
-        z = self._affine(i, x)
+        mask = self._mask(i, x)
+        used = x if mask is None else x * mask
+        z = self._affine(i, used)
         if i < self.length - 1:
             node = ACTIVATION_NODES[self.mlp.activation]()
             return _LayerTape(x, node.run(z), node)
         node = losses.SoftmaxCrossEntropy()
-        tape = _LayerTape(x, z, node)
+        tape = _LayerTape(x, z, node, mask, used)
         tape.loss_value = float(node.run(z, self.labels))
         return tape
 
@@ -89,13 +106,14 @@ class LayerChain(TapedChain):
         if dz is None:
             return (np.zeros_like(tape.inputs[0]),)
         layer = self.mlp.layers[i]
-        for p, g in ((layer.weight, tape.inputs[0].T @ dz), (layer.bias, dz.sum(axis=0))):
+        for p, g in ((layer.weight, tape.used.T @ dz), (layer.bias, dz.sum(axis=0))):
             if p.requires_grad:
                 if p.grad is None:
                     p.grad = g
                 else:
                     p.grad += g
-        return (input_error(self.mlp, i, dz, self.direct, tape.inputs[0]),)
+        dx = input_error(self.mlp, i, dz, self.direct, tape.inputs[0])
+        return (dx if tape.mask is None else dx * tape.mask,)
 
     def profile(self) -> ChainProfile:
         batch, dtype = self.inputs.shape[0], self.inputs.dtype
@@ -105,15 +123,18 @@ class LayerChain(TapedChain):
 
 
 class _LayerTape:
-    """What `LayerChain.record(l)` keeps: layer l's input, its output, and the node (activation
-    or cross-entropy) whose cache its backward reads."""
+    """What `LayerChain.record(l)` keeps: layer l's input, its output, the node (activation
+    or cross-entropy) whose cache its backward reads, and with dropout the mask and the input
+    as the layer used it (x * mask)."""
 
-    __slots__ = ("inputs", "state", "node", "loss_value")
+    __slots__ = ("inputs", "state", "node", "loss_value", "mask", "used")
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, node):
+    def __init__(self, x: np.ndarray, y: np.ndarray, node, mask=None, used=None):
         self.inputs, self.state, self.node, self.loss_value = (x,), (y,), node, 0.0
+        self.mask, self.used = mask, (x if used is None else used)
 
     def arrays(self) -> list[np.ndarray]:
         """Every array this tape keeps alive."""
-        return [*self.inputs, *self.state,
+        extra = [] if self.mask is None else [self.mask, self.used]
+        return [*self.inputs, *self.state, *extra,
                 *(a for a in self.node.saved if isinstance(a, np.ndarray))]

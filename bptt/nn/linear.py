@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
+from bptt.nn.dropout import Dropout
 from bptt.nn.init import initialiser
 from bptt.nn.module import Module, Parameter
 from bptt.engine.tensor import FLOAT_DTYPES, Tensor
@@ -45,13 +46,16 @@ class Linear(Module):
 class LayerRecord:
     """What one MLP layer l cached in an inspected forward pass.
 
-    `x` is its input activation x^(l-1) (batch, in), `z` its pre-activation z^(l) = x W + b
-    (batch, out) and, once `backward` has run, `delta` is δ^(l) = ∂L/∂z^(l) (batch, out), so that
-    ∂L/∂W^(l) = x^(l-1)ᵀ δ^(l) and ∂L/∂b^(l) = Σ_batch δ^(l).
+    `x` is its input activation x^(l-1) (batch, in) (after dropout, for the layer it precedes),
+    `z` its pre-activation z^(l) = x W + b (batch, out), `out` its output x^(l) = f(z^(l))
+    (z^(l) itself for the last layer: the logits) and, once `backward` has run, `delta` is
+    δ^(l) = ∂L/∂z^(l) (batch, out), so that ∂L/∂W^(l) = x^(l-1)ᵀ δ^(l) and
+    ∂L/∂b^(l) = Σ_batch δ^(l).
     """
 
     input: Tensor
     pre_activation: Tensor
+    output: Tensor
 
     @property
     def x(self) -> np.ndarray:
@@ -60,6 +64,10 @@ class LayerRecord:
     @property
     def z(self) -> np.ndarray:
         return self.pre_activation.data
+
+    @property
+    def out(self) -> np.ndarray:
+        return self.output.data
 
     @property
     def delta(self) -> np.ndarray:
@@ -73,11 +81,13 @@ class MLP(Module):
     """A stack of `Linear` layers with `activation` between them (none after the last).
 
     `sizes` = (in, hidden..., out) gives len(sizes) - 1 layers. Weights use Xavier init for
-    tanh/sigmoid and He init for relu.
+    tanh/sigmoid and He init for relu. `dropout` > 0 puts a `Dropout` before the last layer
+    (the head), active only in a forward given a training `step`; its mask seed is drawn from
+    `rng` after the weights, so the weights are those of the same MLP without dropout.
     """
 
     def __init__(self, sizes: Sequence[int], activation: str = "tanh", *,
-                 rng: np.random.Generator, dtype=np.float64):
+                 rng: np.random.Generator, dtype=np.float64, dropout: float = 0.0):
         sizes = list(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least (in, out), got {sizes}")
@@ -90,36 +100,50 @@ class MLP(Module):
         self.dtype = _check_dtype(dtype)
         self.layers = [Linear(n_in, n_out, rng, init=DEFAULT_INIT[activation], dtype=self.dtype)
                        for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+        self.dropout = Dropout(dropout, seed=int(rng.integers(2 ** 63)) if dropout else 0)
         self.layer_records: list[LayerRecord] = []
 
-    def forward(self, x, inspect: bool = False) -> Tensor:
+    def layer(self, k: int, h, step: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Layer k on its input h: (its input as used, after dropout before the head;
+        z = x W + b; its output f(z), or z for the last layer). `step`: the training step that
+        keys dropout's mask (None: no dropout)."""
+        if k == len(self.layers) - 1:
+            h = self.dropout(h, step=step, call=k)
+        z = self.layers[k](h)
+        return h, z, (z if k == len(self.layers) - 1 else ACTIVATIONS[self.activation](z))
+
+    def forward(self, x, inspect: bool = False, step: int | None = None) -> Tensor:
         """The output (batch, sizes[-1]) for input x (batch, sizes[0]).
 
-        With `inspect=True` each layer's input and pre-activation are kept in `layer_records`
-        (and the pre-activations retain their gradient); otherwise `layer_records` is emptied, so
-        that no graph is held alive by the model.
+        With `inspect=True` each layer's input, pre-activation and output are kept in
+        `layer_records` (the pre-activations retain their gradient); otherwise `layer_records`
+        is emptied, so that no graph is held alive by the model. `step`: a training step
+        (dropout draws that step's mask); None for evaluation.
         """
         h = x if isinstance(x, Tensor) else Tensor(x)
         records = []
-        for k, layer in enumerate(self.layers):
-            z = layer(h)
+        for k in range(len(self.layers)):
+            used, z, h = self.layer(k, h, step)
             if inspect:
-                records.append(LayerRecord(h, z.retain_grad()))
-            h = z if k == len(self.layers) - 1 else ACTIVATIONS[self.activation](z)
+                records.append(LayerRecord(used, z.retain_grad(), h))
         self.layer_records = records
         return h
 
     def config(self) -> dict:
-        """The constructor arguments as JSON-ready data (what `bptt.training.io` saves to rebuild it)."""
-        return {"architecture": "mlp", "sizes": list(self.sizes), "activation": self.activation,
-                "dtype": self.dtype.name}
+        """The constructor arguments as JSON-ready data (what `bptt.training.pretrained` saves
+        to rebuild it); "dropout" only when it is used."""
+        config = {"architecture": "mlp", "sizes": list(self.sizes),
+                  "activation": self.activation, "dtype": self.dtype.name}
+        if self.dropout.p:
+            config["dropout"] = self.dropout.p
+        return config
 
     @classmethod
     def from_config(cls, config: dict, rng: np.random.Generator | None = None) -> "MLP":
         """An MLP built from `config()` output (weights freshly initialised from `rng`)."""
         return cls(config["sizes"], config["activation"],
                    rng=rng if rng is not None else np.random.default_rng(0),
-                   dtype=np.dtype(config["dtype"]))
+                   dtype=np.dtype(config["dtype"]), dropout=config.get("dropout", 0.0))
 
 
 def _check_size(what: str, value) -> None:

@@ -7,6 +7,7 @@ from bptt.engine import losses
 from bptt.engine.cell_functions import ReadoutMSE, readout_mse, readout_mse_grad
 from bptt.engine.chain import TapedChain
 from bptt.nn.cells import make_cell
+from bptt.nn.dropout import Dropout
 from bptt.nn.linear import Linear
 from bptt.nn.module import Module
 from bptt.engine.tensor import FLOAT_DTYPES, Tensor, no_grad
@@ -24,25 +25,31 @@ class RNN(Module):
     (targets (B, ...)). The objective is the mean of the step losses, so its scale does not grow
     with T. `fused`: one fused node per cell step and one for the read-out and its squared
     error (fast; chains run them on arrays, see `FusedSequenceChain`) or the step built from
-    engine operations (the reference).
+    engine operations (the reference). `dropout` > 0 puts a `Dropout` between the cell and the
+    read-out (h_t is dropped on its way to the loss, not on its way to the next step), active
+    in chains built with a training `step`; its seed is drawn from `rng` after the weights.
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, output_size: int,
                  rng: np.random.Generator, dtype=np.float32, loss: str = "mse",
-                 every_step: bool = True, fused: bool = True):
+                 every_step: bool = True, fused: bool = True, dropout: float = 0.0):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {list(LOSSES)}")
         self.cell = make_cell(cell, input_size, hidden_size, rng, dtype=dtype, fused=fused)
         self.readout = Linear(hidden_size, output_size, rng, dtype=dtype)
+        self.dropout = Dropout(dropout, seed=int(rng.integers(2 ** 63)) if dropout else 0)
         self.kind, self.loss, self.every_step = cell, loss, every_step
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
         self.dtype = np.dtype(dtype)
 
     def config(self) -> dict:
         """Constructor arguments as JSON-ready data (what `bptt.training.io` saves beside the weights)."""
-        return {"architecture": "rnn", "cell": self.kind, "input_size": self.input_size,
-                "hidden_size": self.hidden_size, "output_size": self.output_size,
-                "dtype": self.dtype.name, "loss": self.loss, "every_step": self.every_step}
+        config = {"architecture": "rnn", "cell": self.kind, "input_size": self.input_size,
+                  "hidden_size": self.hidden_size, "output_size": self.output_size,
+                  "dtype": self.dtype.name, "loss": self.loss, "every_step": self.every_step}
+        if self.dropout.p:
+            config["dropout"] = self.dropout.p
+        return config
 
     @classmethod
     def from_config(cls, config: dict, rng: np.random.Generator | None = None) -> "RNN":
@@ -50,13 +57,18 @@ class RNN(Module):
         return cls(config["cell"], config["input_size"], config["hidden_size"],
                    config["output_size"], rng or np.random.default_rng(0),
                    dtype=np.dtype(config["dtype"]), loss=config["loss"],
-                   every_step=config["every_step"])
+                   every_step=config["every_step"], dropout=config.get("dropout", 0.0))
 
-    def chain(self, inputs: np.ndarray, targets: np.ndarray,
-              input_grad: bool = False) -> "SequenceChain":
-        """The unrolled model on one batch, as a chain of T time steps for the executor."""
-        kind = FusedSequenceChain if self.cell.fused else SequenceChain
-        return kind(self, inputs, targets, input_grad=input_grad)
+    def chain(self, inputs: np.ndarray, targets: np.ndarray, input_grad: bool = False,
+              step: int | None = None) -> "SequenceChain":
+        """The unrolled model on one batch, as a chain of T time steps for the executor.
+
+        `step`: the training step, which keys the dropout masks (None: no dropout). With
+        dropout the steps run as engine graphs (`SequenceChain`) rather than on arrays.
+        """
+        fused = self.cell.fused and (step is None or not self.dropout.p)
+        kind = FusedSequenceChain if fused else SequenceChain
+        return kind(self, inputs, targets, input_grad=input_grad, step=step)
 
     def forward(self, *args, **kwargs):
         """An RNN is unrolled, not called: see `chain` and `predict`."""
@@ -88,12 +100,14 @@ class SequenceChain(TapedChain):
 
     inputs: (T, B, D) floats of the model's dtype. targets: see `RNN`; None for prediction only.
     With `input_grad`, the gradient with respect to the inputs is collected in `self.input_grad`
-    (T, B, D) as the steps are reversed.
+    (T, B, D) as the steps are reversed. `step`: the training step keying dropout's mask of
+    time step t (call t), so a recomputed time step draws its mask again.
     """
 
     def __init__(self, model: RNN, inputs: np.ndarray, targets: np.ndarray | None,
-                 input_grad: bool = False):
+                 input_grad: bool = False, step: int | None = None):
         self.model = model
+        self.training_step = step
         self.inputs = _check_inputs(inputs, model)
         self.length, batch = self.inputs.shape[:2]
         self.batch = batch
@@ -117,8 +131,9 @@ class SequenceChain(TapedChain):
         if need_loss and self.targets is not None and (self.model.every_step
                                                        or i == self.length - 1):
             target = self.targets[i] if self.model.every_step else self.targets
-            loss = self.model.step_loss(self.model.cell.hidden(state), target,
-                                        1.0 / self.loss_steps)
+            h = self.model.dropout(self.model.cell.hidden(state), step=self.training_step,
+                                   call=i)
+            loss = self.model.step_loss(h, target, 1.0 / self.loss_steps)
         return state, loss
 
     def recorded_extras(self, i):
@@ -164,8 +179,10 @@ class FusedSequenceChain(SequenceChain):
     BLOCK = 4
 
     def __init__(self, model: RNN, inputs: np.ndarray, targets: np.ndarray | None,
-                 input_grad: bool = False):
-        super().__init__(model, inputs, targets, input_grad=input_grad)
+                 input_grad: bool = False, step: int | None = None):
+        if step is not None and model.dropout.p:
+            raise ValueError("a fused chain runs no dropout: use model.chain(..., step=step)")
+        super().__init__(model, inputs, targets, input_grad=input_grad, step=step)
         self.core = model.cell.core
         self._mse = model.loss == "mse"
         self._scale = 1.0 / self.loss_steps

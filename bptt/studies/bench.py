@@ -36,8 +36,8 @@ def first_batch_gradients(setup: SequenceSetup, strategy, measure: bool = False,
     `plan`: `strategy`'s plan for the setup, if already made."""
     model, inputs, targets = setup.first_batch()
     return (model, inputs, targets,
-            *measured_gradients(model, lambda: model.chain(inputs, targets), strategy, measure,
-                                plan=plan))
+            *measured_gradients(model, lambda: model.chain(inputs, targets, step=0), strategy,
+                                measure, plan=plan))
 
 
 def measured_gradients(model, make_chain: Callable[[], object], strategy,
@@ -130,7 +130,7 @@ def benchmark(setup: SequenceSetup, strategy, reference: dict | None = None, on_
         "task": setup.task.name, "cell": setup.cell, "seq_len": setup.task.seq_len,
         "hidden": setup.hidden, "batch": setup.batch, "seed": setup.seed, "steps": setup.steps,
         "lr": setup.lr, "optimizer": setup.optimizer, "dtype": setup.dtype,
-        "backward": setup.backward,
+        "backward": setup.backward, "dropout": setup.dropout,
         "peak_cache_bytes": execution.peak_cache_bytes, "peak_traced_bytes": traced,
         "peak_rss_mib": rss, "forward_steps": stats.forward_steps,
         "recorded_steps": stats.recorded_steps, "peak_states": stats.peak_states,

@@ -31,35 +31,39 @@ Strategy = Callable[[ChainProfile], object]  # a batch chain's profile -> its st
 
 
 def first_batch(data: iris.IrisData, seed: int, batch_size: int,
-                hidden: Sequence[int] = (iris.HIDDEN,)):
+                hidden: Sequence[int] = (iris.HIDDEN,), dropout: float = 0.0):
     """(model with the initial weights, inputs, labels) of the first step of `iris.train`
-    with the same seed, batch size and hidden widths."""
+    with the same seed, batch size, hidden widths and dropout."""
     init_rng, shuffle_rng = np.random.default_rng(seed).spawn(2)
-    model = iris.build_model(init_rng, hidden)
+    model = iris.build_model(init_rng, hidden, dropout)
     rows = shuffle_rng.permutation(len(data.x_train))[:batch_size]
     return model, data.x_train[rows], data.y_train[rows]
 
 
 def measure(data: iris.IrisData, strategy: Strategy, seed: int, batch_size: int,
-            hidden: Sequence[int] = (iris.HIDDEN,), reference: dict | None = None) -> dict:
+            hidden: Sequence[int] = (iris.HIDDEN,), reference: dict | None = None,
+            dropout: float = 0.0) -> dict:
     """The memory and exactness figures of one first-batch gradient with `strategy`, before
     any training: a partial row. Warns if the strategy leaves some parameters without a
     gradient (`bptt.studies.bench.warn_unreached`). `reference`: full's gradients, if known."""
-    model, x, y = first_batch(data, seed, batch_size, hidden)
-    profile = LayerChain(model, x, y).profile()
+    model, x, y = first_batch(data, seed, batch_size, hidden, dropout)
+
+    def chain():  # training step 0's chain, its dropout mask included
+        return LayerChain(model, x, y, step=0)
+
+    profile = chain().profile()
     chosen = strategy(profile)
-    grads, execution, traced, rss = measured_gradients(
-        model, lambda: LayerChain(model, x, y), chosen, measure=True)
+    grads, execution, traced, rss = measured_gradients(model, chain, chosen, measure=True)
     if reference is None:
         reference = grads if isinstance(chosen, Full) else \
-            measured_gradients(model, lambda: LayerChain(model, x, y), Full())[0]
+            measured_gradients(model, chain, Full())[0]
     missing = warn_unreached(chosen, grads, reference, profile.length)
     stats = execution.stats
     return {
         "strategy": chosen.name, "params": strategy_params(chosen), "task": "iris",
         "cell": "mlp", "seq_len": profile.length, "hidden": list(hidden),
         "sizes": list(model.sizes),
-        "batch": batch_size, "seed": seed,
+        "batch": batch_size, "seed": seed, "dropout": dropout,
         "peak_cache_bytes": execution.peak_cache_bytes, "peak_traced_bytes": traced,
         "peak_rss_mib": rss, "forward_steps": stats.forward_steps,
         "recorded_steps": stats.recorded_steps, "peak_states": stats.peak_states,
@@ -70,22 +74,22 @@ def measure(data: iris.IrisData, strategy: Strategy, seed: int, batch_size: int,
 
 
 def full_gradients(data: iris.IrisData, seed: int, batch_size: int,
-                   hidden: Sequence[int] = (iris.HIDDEN,)) -> dict:
+                   hidden: Sequence[int] = (iris.HIDDEN,), dropout: float = 0.0) -> dict:
     """`full`'s first-batch gradients, the reference of `measure` (compare computes it once)."""
-    model, x, y = first_batch(data, seed, batch_size, hidden)
-    return measured_gradients(model, lambda: LayerChain(model, x, y), Full())[0]
+    model, x, y = first_batch(data, seed, batch_size, hidden, dropout)
+    return measured_gradients(model, lambda: LayerChain(model, x, y, step=0), Full())[0]
 
 
 def benchmark(data: iris.IrisData, strategy: Strategy, *, seed: int = 42, epochs: int = 80,
               lr: float = 0.1, batch_size: int = 16, hidden: Sequence[int] = (iris.HIDDEN,),
               optimizer: str = "sgd", clip: float | None = None, on_nonfinite: str = "stop",
-              backward: str = "backprop", measured: dict | None = None,
-              reference: dict | None = None,
+              backward: str = "backprop", dropout: float = 0.0,
+              measured: dict | None = None, reference: dict | None = None,
               on_epoch=None) -> tuple[dict, iris.IrisRun]:
     """Measure `strategy` (unless `measured` already holds `measure`'s row) and train with it:
     (the row, the run). The training options are `iris.train`'s."""
     if measured is None:
-        measured = measure(data, strategy, seed, batch_size, hidden, reference)
+        measured = measure(data, strategy, seed, batch_size, hidden, reference, dropout)
     started = time.perf_counter()
     seconds_at = []  # since training began, at the end of each epoch
 
@@ -96,7 +100,8 @@ def benchmark(data: iris.IrisData, strategy: Strategy, *, seed: int = 42, epochs
 
     run = iris.train(data, seed=seed, epochs=epochs, lr=lr, batch_size=batch_size,
                      on_epoch=epoch_done, strategy=strategy, hidden=hidden, optimizer=optimizer,
-                     clip=clip, on_nonfinite=on_nonfinite, backward=backward)
+                     clip=clip, on_nonfinite=on_nonfinite, backward=backward,
+                     dropout=dropout)
     seconds = time.perf_counter() - started
     per_epoch = -(-len(data.x_train) // batch_size)
     final = run.final

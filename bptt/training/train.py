@@ -209,6 +209,7 @@ class SequenceSetup:
     on_nonfinite: str = "stop"
     dtype: str = "float32"
     backward: str = "backprop"
+    dropout: float = 0.0  # before the read-out, masks keyed by (seed, step, time step)
 
     def generators(self) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
         """Independent generators for (weights, training batches, the evaluation batch)."""
@@ -219,7 +220,8 @@ class SequenceSetup:
         variant has any) from the same generator, so the weights are the same for every variant."""
         task = self.task
         model = RNN(self.cell, task.input_size, self.hidden, task.output_size, rng,
-                    dtype=np.dtype(self.dtype), loss=task.loss, every_step=task.every_step)
+                    dtype=np.dtype(self.dtype), loss=task.loss, every_step=task.every_step,
+                    dropout=self.dropout)
         return attach_feedback(model, self.backward, rng)
 
     def first_batch(self):
@@ -282,14 +284,14 @@ def train_sequence(setup: SequenceSetup, strategy=None,
         # Plans depend on sizes only: profile the initial model (a continued run's weights may
         # be far from sane) on the first batch.
         probe, inputs, targets = setup.first_batch()
-        run.plan = strategy.plan(probe.chain(inputs, targets).profile())
+        run.plan = strategy.plan(probe.chain(inputs, targets, step=0).profile())
     reference = None if not getattr(strategy, "lossy", False) else Full().plan(
         ChainProfile.uniform(setup.task.seq_len))
     begin = time.perf_counter() - (state.history[-1].seconds if state.history else 0.0)
     for step in range(state.step, setup.steps):
         drawn_from = state.data_rng.bit_generator.state
         inputs, targets = setup.task.batch(state.data_rng, setup.batch, dtype=dtype)
-        chain = model.chain(inputs, targets)
+        chain = model.chain(inputs, targets, step=step)
         start = time.perf_counter()
         try:
             result = train_step(run.plan, chain, params, state.optimizer, step=step,
@@ -333,7 +335,7 @@ def run_identity(setup: SequenceSetup, strategy) -> dict:
     return {"task": task.name, "task_options": options, "cell": setup.cell,
             "hidden": setup.hidden, "batch": setup.batch, "optimizer": setup.optimizer,
             "lr": setup.lr, "seed": setup.seed, "clip": setup.clip, "dtype": setup.dtype,
-            "backward": setup.backward,
+            "backward": setup.backward, "dropout": setup.dropout,
             "strategy": {"name": strategy.name, **params},
             "exact": not (isinstance(strategy, Truncated) or getattr(strategy, "lossy", False))}
 

@@ -182,6 +182,35 @@ def test_a_deep_mlp_of_mixed_widths_is_a_chain_like_any_other():
         np.testing.assert_allclose(g, d, rtol=1e-12, atol=1e-15)
 
 
+def test_dropout_in_an_mlp_keeps_every_exact_strategy_exact():
+    # Recomputed layers redraw their masks from (seed, step, layer): no stream to replay.
+    rng = np.random.default_rng(8)
+    mlp = MLP([4, 16, 9, 12, 3], "tanh", rng=np.random.default_rng(9), dropout=0.5)
+    inputs, labels = rng.standard_normal((10, 4)), rng.integers(0, 3, 10)
+    chain = LayerChain(mlp, inputs, labels, step=7)
+    assert_same_gradients(lambda: LayerChain(mlp, inputs, labels, step=7), mlp.parameters(),
+                          exact_strategies(chain))
+    with_mask = gradients(Full(), LayerChain(mlp, inputs, labels, step=7), mlp.parameters())[0]
+    other = gradients(Full(), LayerChain(mlp, inputs, labels, step=8), mlp.parameters())[0]
+    plain = gradients(Full(), LayerChain(mlp, inputs, labels), mlp.parameters())[0]
+    for g in (other, plain):  # the masks really act, and differ from step to step
+        assert not np.array_equal(g["weight"], with_mask["weight"])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T", [1, 7, 64])
+def test_dropout_between_cell_and_readout_keeps_every_exact_strategy_exact(cell, T):
+    rng = np.random.default_rng(T)
+    model = RNN(cell, 2, 3, 2, np.random.default_rng(1), dtype=np.float64, dropout=0.4)
+    inputs, targets = rng.standard_normal((T, 4, 2)), rng.standard_normal((T, 4, 2))
+    chain = model.chain(inputs, targets, step=11)
+    assert_same_gradients(lambda: model.chain(inputs, targets, step=11), model.parameters(),
+                          exact_strategies(chain))
+    with_mask = gradients(Full(), model.chain(inputs, targets, step=11), model.parameters())[0]
+    plain = gradients(Full(), model.chain(inputs, targets), model.parameters())[0]
+    assert not np.array_equal(with_mask["weight"], plain["weight"])  # the read-out's
+
+
 def test_executor_counts_cache_bytes_exactly_and_checkpoint_holds_less():
     model, inputs, targets = make_problem("rnn", 100, batch=4, hidden=8)
     chain = model.chain(inputs, targets)

@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 from safetensors.numpy import load_file
 
-from bptt.training import io
+from bptt.training.pretrained import from_pretrained
 from bptt.cli import main
 from checkpointing import griewank_minimum
 
@@ -59,7 +59,11 @@ def test_csv_plot_save_and_grads(tmp_path):
     lines = paths["csv"].read_text().splitlines()
     assert lines[0] == "strategy,step,loss,seconds,skipped,grad_norm" and len(lines) == 5
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
-    model = io.load_model(tmp_path / "model")
+    pretrained = from_pretrained(tmp_path / "model")
+    model = pretrained.model
+    assert pretrained.config["task"] == "adding"
+    assert pretrained.config["training"]["strategy"] == "revolve"
+    assert set(pretrained.config["metrics"]) == {"final_loss", "mse", "trivial predictor"}
     grads = load_file(str(paths["safetensors"]))
     assert grads["inputs"].shape == (12, 3, 2) and grads["targets"].shape == (3, 1)
     names = {n for n, _ in model.named_parameters()}
@@ -148,3 +152,20 @@ def test_an_explicit_batch_is_kept_for_iris_too(tmp_path):
     assert json.loads(out.read_text())["batch"] == 32
     result = run("--task", "iris", "--epochs", "1", "--json", str(out), "--quiet")
     assert json.loads(out.read_text())["batch"] == 16
+
+
+def test_dropout_on_a_sequence_task_keeps_exact_strategies_exact(tmp_path):
+    out = tmp_path / "rows.json"
+    result = run("compare", "--strategies", "full,checkpoint,revolve", *SMALL, "--dropout",
+                 "0.25", "--json", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert [r["grad_max_abs_diff_vs_full"] for r in rows] == [0.0, 0.0, 0.0]
+    assert rows[0]["dropout"] == 0.25
+    assert rows[0]["history"] == [dict(h, seconds=rows[0]["history"][k]["seconds"])
+                                  for k, h in enumerate(rows[1]["history"])]
+    plain = tmp_path / "plain.json"
+    assert run(*SMALL, "--json", str(plain), "--quiet").exit_code == 0
+    assert json.loads(plain.read_text())["final_loss"] != rows[0]["final_loss"]
+    result = run(*SMALL, "--dropout", "1.0")
+    assert result.exit_code == 2 and "must be a number in [0, 1), got 1.0" in result.output

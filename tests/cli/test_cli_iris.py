@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from bptt.cli import main
-from bptt.training.io import load_config, load_model
+from bptt.training.pretrained import from_pretrained
 from tasks import iris
 
 
@@ -62,13 +62,19 @@ def test_saved_model_loads_back_with_identical_predictions(tmp_path):
     result = invoke("--epochs", "3", "--seed", "2", "--save", str(tmp_path / "model"),
                     "--quiet")
     assert result.exit_code == 0, result.output
-    loaded = load_model(tmp_path / "model")
-    config = load_config(tmp_path / "model")
+    pretrained = from_pretrained(tmp_path / "model")
+    loaded, config = pretrained.model, pretrained.config
     assert config["task"] == "iris" and config["sizes"] == [4, 32, 3]
     data = iris.load_data()
     np.testing.assert_array_equal(config["input_mean"], data.mean)
     run = iris.train(data, seed=2, epochs=3)
     assert loaded(data.x_test).data.tobytes() == run.model(data.x_test).data.tobytes()
+    assert config["metrics"]["test_accuracy"] == run.final.test_accuracy
+    assert config["training"] == {**run.recipe, "strategy": "full"}
+    raw = data.x_test * data.std + data.mean  # cm, as a user has them
+    assert np.mean(pretrained.predict(raw) == data.y_test) == run.final.test_accuracy
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert f"| test_accuracy | {run.final.test_accuracy:.6g} |" in card
 
 
 @pytest.mark.parametrize("args, message", [
@@ -113,3 +119,30 @@ def test_a_write_that_fails_after_training_is_a_usage_error(tmp_path, monkeypatc
     assert result.exit_code == 2
     assert "cannot write" in result.output and "Permission denied" in result.output
     assert "Traceback" not in result.output
+
+
+def test_dropout_trains_the_same_under_every_exact_strategy_and_is_saved(tmp_path):
+    reports = []
+    for strategy in ("full", "checkpoint", "revolve"):
+        path = tmp_path / f"{strategy}.json"
+        result = invoke("--epochs", "3", "--dropout", "0.3", "--strategy", strategy, "--json",
+                        str(path), "--quiet", "--save", str(tmp_path / strategy))
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(path.read_text()))
+    assert reports[0]["dropout"] == 0.3
+    curves = [[{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]]
+              for r in reports]
+    assert curves[0] == curves[1] == curves[2]
+    plain = iris.train(iris.load_data(), epochs=3)
+    assert [r.train_loss for r in plain.history] != [h["train_loss"]
+                                                     for h in reports[0]["history"]]
+    pretrained = from_pretrained(tmp_path / "full")
+    assert pretrained.config["dropout"] == 0.3
+    assert pretrained.config["training"]["dropout"] == 0.3
+
+
+@pytest.mark.parametrize("value", ["1", "1.5", "-0.1", "nan"])
+def test_dropout_outside_zero_one_is_refused(value):
+    result = invoke("--dropout", value)
+    assert result.exit_code == 2
+    assert "Invalid value for '--dropout': must be a number in [0, 1), got" in result.output
