@@ -16,7 +16,7 @@ import pytest
 LAYERS = {
     "checkpointing": 0,
     "bptt": 1, "bptt.engine": 1,
-    "bptt.nn": 2,
+    "bptt.nn": 2, "bptt.inspect": 2,
     "bptt.training": 3,
     "tasks": 4,
     "bptt.studies": 5,
