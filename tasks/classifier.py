@@ -39,12 +39,16 @@ class EpochRecord:
 
 @dataclass
 class ClassifierRun:
-    """A finished training run: the model and its per-epoch history."""
+    """A finished training run: the model, its per-epoch history and the recipe that made it
+    (optimiser, lr, batch, epochs, seed: what a model card reports)."""
 
     model: MLP
     data: object
     history: list[EpochRecord] = field(default_factory=list)
     step_times: list[float] = field(default_factory=list)  # seconds of each training step
+    recipe: dict = field(default_factory=dict)
+    peak_cache_bytes: int = 0  # the executor's exact count, largest over the batches
+    epoch_seconds: list[float] = field(default_factory=list)  # training and evaluation
 
     @property
     def final(self) -> EpochRecord:
@@ -66,7 +70,9 @@ def train_classifier(data, sizes: Sequence[int], seed: int = 42, epochs: int = 8
                      backward: str = "backprop",
                      measure: Callable[[MLP], object] | None = None,
                      feedback_options: dict | None = None, optimizer: str = "sgd",
-                     clip: float | None = None, on_nonfinite: str = "stop") -> ClassifierRun:
+                     clip: float | None = None, on_nonfinite: str = "stop",
+                     dropout: float = 0.0,
+                     on_model: Callable[[int, MLP], None] | None = None) -> ClassifierRun:
     """Train a tanh MLP of `sizes` on `data` with minibatch SGD (or `optimizer="adam"`);
     `on_epoch` after every epoch; `clip` and `on_nonfinite` are `train_step`'s.
 
@@ -76,25 +82,35 @@ def train_classifier(data, sizes: Sequence[int], seed: int = 42, epochs: int = 8
     `alignment`; `feedback_options` go to `attach_feedback` (e.g. kp's decay). `seed` spawns
     independent generators for the weights (then the feedback matrices) and the shuffles, so
     the number of epochs and the variant do not change the initial weights.
+    `dropout`: the probability of dropping each unit before the head, masks keyed by
+    (seed, batch number, layer), so every exact strategy still gives `full`'s gradients.
+    `on_model(epoch, model)` sees the model before training (epoch 0) and after every epoch
+    (to inspect or draw it; not to change it).
     """
     check_variant(backward)
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     init_rng, shuffle_rng = np.random.default_rng(seed).spawn(2)
-    model = attach_feedback(MLP(sizes, "tanh", rng=init_rng), backward, init_rng,
-                            **(feedback_options or {}))
+    model = attach_feedback(MLP(sizes, "tanh", rng=init_rng, dropout=dropout), backward,
+                            init_rng, **(feedback_options or {}))
     params = trainable_parameters(model)
+    run = ClassifierRun(model, data, recipe={
+        "optimizer": optimizer, "lr": lr, "batch": batch_size, "epochs": epochs, "seed": seed,
+        "clip": clip, "loss": "mean softmax cross-entropy", "dropout": dropout,
+        "backward": backward})
     optimizer = make_optimizer(optimizer, params, lr)
     feedback = getattr(model, "feedback", None)
-    run = ClassifierRun(model, data)
     plans = {}  # one plan per batch size (the last batch may be smaller)
     n = len(data.x_train)
     step = 0
+    if on_model is not None:
+        on_model(0, model)
     for epoch in range(1, epochs + 1):
+        epoch_started = time.perf_counter()
         order = shuffle_rng.permutation(n)
         for start in range(0, n, batch_size):
             batch = order[start:start + batch_size]
-            chain = LayerChain(model, data.x_train[batch], data.y_train[batch])
+            chain = LayerChain(model, data.x_train[batch], data.y_train[batch], step=step)
             if len(batch) not in plans:
                 profile = chain.profile()
                 chosen = (strategy or (lambda _: Full()))(profile)
@@ -104,14 +120,20 @@ def train_classifier(data, sizes: Sequence[int], seed: int = 42, epochs: int = 8
                                      "truncated window does not reach; use an exact strategy")
                 plans[len(batch)] = chosen.plan(profile)
             started = time.perf_counter()
-            train_step(plans[len(batch)], chain, params, optimizer, step=step, clip=clip,
-                       on_nonfinite=on_nonfinite, feedback=feedback)
+            result = train_step(plans[len(batch)], chain, params, optimizer, step=step,
+                                clip=clip, on_nonfinite=on_nonfinite, feedback=feedback)
             run.step_times.append(time.perf_counter() - started)
+            if result.execution is not None:
+                run.peak_cache_bytes = max(run.peak_cache_bytes,
+                                           result.execution.peak_cache_bytes)
             step += 1
         record = EpochRecord(epoch, *evaluate(model, data.x_train, data.y_train),
                              *evaluate(model, data.x_test, data.y_test),
                              None if measure is None else measure(model))
         run.history.append(record)
+        run.epoch_seconds.append(time.perf_counter() - epoch_started)
         if on_epoch is not None:
             on_epoch(record)
+        if on_model is not None:
+            on_model(epoch, model)
     return run

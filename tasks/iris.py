@@ -126,8 +126,10 @@ def load_data(source: str | None = None) -> IrisData:
     return split(*load_iris(source))
 
 
-def build_model(rng: np.random.Generator, hidden: Sequence[int] = (HIDDEN,)) -> MLP:
-    """The tanh MLP 4-`hidden`-3 (4-32-3 by default), Xavier-initialised from `rng`.
+def build_model(rng: np.random.Generator, hidden: Sequence[int] = (HIDDEN,),
+                dropout: float = 0.0) -> MLP:
+    """The tanh MLP 4-`hidden`-3 (4-32-3 by default), Xavier-initialised from `rng`; `dropout`
+    before the head.
 
     `hidden`: the widths of the hidden layers, e.g. (16,) or (32, 32); the chain of layers the
     memory strategies see has len(hidden) + 1 steps.
@@ -135,7 +137,8 @@ def build_model(rng: np.random.Generator, hidden: Sequence[int] = (HIDDEN,)) -> 
     hidden = tuple(hidden)
     if not hidden or any(isinstance(h, bool) or int(h) != h or h < 1 for h in hidden):
         raise ValueError(f"hidden must be one or more layer widths >= 1, got {hidden!r}")
-    return MLP([len(FEATURES), *map(int, hidden), len(CLASSES)], "tanh", rng=rng)
+    return MLP([len(FEATURES), *map(int, hidden), len(CLASSES)], "tanh", rng=rng,
+               dropout=dropout)
 
 
 def baseline_accuracy(data: IrisData) -> float:
@@ -150,15 +153,17 @@ def train(data: IrisData, seed: int = 42, epochs: int = 80, lr: float = 0.1,
           strategy: Callable[[ChainProfile], object] | None = None,
           hidden: Sequence[int] = (HIDDEN,), optimizer: str = "sgd", clip: float | None = None,
           on_nonfinite: str = "stop", backward: str = "backprop",
-          measure: Callable[[MLP], object] | None = None) -> IrisRun:
+          measure: Callable[[MLP], object] | None = None, dropout: float = 0.0,
+          on_model: Callable[[int, MLP], None] | None = None) -> IrisRun:
     """Train `build_model(hidden)` with minibatch SGD (or `optimizer="adam"`); see
     `tasks.classifier.train_classifier` for the options (memory strategy, clipping, backward
-    variant, per-epoch measurement)."""
+    variant, per-epoch measurement, dropout before the head, `on_model`)."""
     build_model(np.random.default_rng(0), hidden)  # checks `hidden` before any work
     return train_classifier(data, [len(FEATURES), *map(int, hidden), len(CLASSES)], seed=seed,
                             epochs=epochs, lr=lr, batch_size=batch_size, on_epoch=on_epoch,
                             strategy=strategy, backward=backward, measure=measure,
-                            optimizer=optimizer, clip=clip, on_nonfinite=on_nonfinite)
+                            optimizer=optimizer, clip=clip, on_nonfinite=on_nonfinite,
+                            dropout=dropout, on_model=on_model)
 
 
 def predict_petal_plane(model: MLP, data: IrisData) -> Callable[[np.ndarray], np.ndarray]:
@@ -170,3 +175,47 @@ def predict_petal_plane(model: MLP, data: IrisData) -> Callable[[np.ndarray], np
         with no_grad():
             return np.argmax(model((x - data.mean) / data.std).data, axis=1)
     return predict
+
+
+def principal_axes(data: IrisData) -> np.ndarray:
+    """The first two principal axes (2, 4) of the standardised training features (rows of
+    unit length, by decreasing variance, each signed so that its largest entry is positive)."""
+    _, _, axes = np.linalg.svd(data.x_train - data.x_train.mean(axis=0), full_matrices=False)
+    axes = axes[:2]
+    return axes * np.sign(axes[np.arange(2), np.argmax(np.abs(axes), axis=1)])[:, None]
+
+
+def predict_pca_plane(model: MLP, data: IrisData) -> Callable[[np.ndarray], np.ndarray]:
+    """Class predictions over the plane of the first two principal components of all four
+    standardised features (the other components held at 0): (n, 2) -> (n,) class indices.
+    Project standardised points onto the plane with `x @ principal_axes(data).T`."""
+    axes = principal_axes(data)
+    centre = data.x_train.mean(axis=0)
+
+    def predict(points: np.ndarray) -> np.ndarray:
+        with no_grad():
+            return np.argmax(model(centre + points @ axes).data, axis=1)
+    return predict
+
+
+def pretrained_config(run: IrisRun, strategy: str = "full") -> dict:
+    """What `bptt.training.pretrained.save_pretrained` keeps beside an Iris model: feature and
+    class names, the training statistics that standardise raw inputs (cm), the split, the
+    recipe (with the memory `strategy` that took the gradients) and the final metrics."""
+    final = run.final
+    return {"task": "iris", "seed": run.recipe.get("seed"), "features": list(FEATURES),
+            "classes": list(CLASSES), "input_mean": run.data.mean.tolist(),
+            "input_std": run.data.std.tolist(),
+            "data": {"source": "tasks/data/iris.csv (Fisher 1936; the Hugging Face "
+                               "scikit-learn/iris schema)",
+                     "split": f"{N_TRAIN}/{len(run.data.x_test)} by "
+                              f"numpy.random.default_rng({SPLIT_SEED}).permutation(150)",
+                     "standardised": "z-score with the training split's mean and std"},
+            "training": {**run.recipe, "strategy": strategy},
+            "metrics": {"test_accuracy": final.test_accuracy, "test_loss": final.test_loss,
+                        "train_accuracy": final.train_accuracy,
+                        "train_loss": final.train_loss},
+            "intended_use": "Teaching: the backpropagation tutorial's classifier of the three "
+                            "Iris species from four measurements in cm. Thirty test flowers "
+                            "are a small sample (one flower is 3.3 points of accuracy); not "
+                            "for botanical identification."}

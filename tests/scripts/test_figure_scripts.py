@@ -88,3 +88,28 @@ def test_heatmap_gradient_vanishes_before_the_loss_step_and_is_zero_after(figure
     for curve in heatmap["decay"].values():
         assert curve["lags"][0] == 0 and curve["ratios"][0] == pytest.approx(1.0)
     assert heatmap["branch_step"] < c
+
+
+def test_the_depth_study_script_writes_its_table(tmp_path):
+    result = CliRunner().invoke(load_main("study_depth"), ["--quick", "--out", str(tmp_path)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "depth.json").read_text())
+    assert {(r["depth"], r["strategy"]) for r in rows} == {
+        (d, s) for d in (2, 4) for s in ("full", "checkpoint", "revolve(slots=1)")}
+    assert (tmp_path / "depth.md").read_text().count("\n") == 8
+    assert "followed full's accuracy curve bit for bit" in result.output
+
+
+def test_the_iris_animation_is_a_gif_of_two_frames_per_moment(tmp_path):
+    from PIL import Image
+    result = CliRunner().invoke(load_main("figure_iris_animation"),
+                                ["--quick", "--out", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "iris_animation.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 8  # epochs 0-3, before and after
+    moments = json.loads((tmp_path / "iris_animation.json").read_text())
+    assert [m["moment"] for m in moments] == [f"epoch {e}" for e in range(4)]
+    assert moments[-1]["loss"] < moments[0]["loss"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iris_animation.gif",
+                                                          "iris_animation.json"]

@@ -106,3 +106,17 @@ def test_seed_42_reaches_at_least_93_percent_test_accuracy(data):
     assert len(run.history) == 80
     assert run.final.test_accuracy >= 0.93
     assert run.final.train_loss < run.history[0].train_loss
+
+
+def test_the_pca_plane_predictions_agree_with_the_model_on_points_in_that_plane():
+    data = iris.load_data()
+    model = iris.build_model(np.random.default_rng(0))
+    axes = iris.principal_axes(data)
+    np.testing.assert_allclose(axes @ axes.T, np.eye(2), atol=1e-12)
+    centred = data.x_train - data.x_train.mean(axis=0)
+    variances = np.var(centred @ axes.T, axis=0)
+    assert variances[0] > variances[1] > np.var(centred @ np.linalg.svd(centred)[2][2])
+    points = data.x_test @ axes.T
+    inside = data.x_train.mean(axis=0) + points @ axes
+    expected = np.argmax(model(inside).data, axis=1)
+    np.testing.assert_array_equal(iris.predict_pca_plane(model, data)(points), expected)

@@ -162,3 +162,14 @@ def test_place_labels_keeps_labels_off_each_other_and_off_the_markers():
         assert not any(_overlaps(a, b) for b in boxes[i + 1:])
     for x, y in ax.transData.transform(points):
         assert not any(b.x0 < x < b.x1 and b.y0 < y < b.y1 for b in boxes)
+def test_an_animation_needs_moments_and_leaves_no_temporary(tmp_path):
+    from bptt.inspect import inspect_batch
+    from bptt.nn import MLP
+    from bptt.plots.animation import animate_inspections
+
+    with pytest.raises(ValueError, match="at least one"):
+        animate_inspections(tmp_path / "a.gif", [])
+    mlp = MLP([2, 3, 2], rng=np.random.default_rng(0))
+    seen = inspect_batch(mlp, np.ones((4, 2)), np.array([0, 1, 0, 1]))
+    assert animate_inspections(tmp_path / "a.gif", [("one", seen), ("two", seen)]) == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["a.gif"]
