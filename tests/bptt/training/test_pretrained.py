@@ -178,7 +178,8 @@ def test_a_config_json_that_is_not_a_regular_file_is_named(saved):
         from_pretrained(saved)
     (saved / CONFIG_FILE).rmdir()
     os.mkfifo(saved / CONFIG_FILE)  # would block a plain open() forever
-    with pytest.raises(ModelFileError, match=r"config\.json: a FIFO \(named pipe\), expected a regular file"):
+    with pytest.raises(ModelFileError,
+                       match=r"config\.json: a FIFO \(named pipe\), expected a regular file"):
         from_pretrained(saved)
 
 
