@@ -2,7 +2,8 @@
 
 `Module`, `Parameter`, `Linear`, `MLP` (feed-forward), `Dropout` (counter-based masks that
 recomputation reproduces); `RNNCell`, `LSTMCell`, `GRUCell` (one time step, fused or
-composed); `RNN` (a cell with a linear read-out and a loss) and the chains that unroll models for the executor: `SequenceChain` (time steps) and `LayerChain` (layers).
+composed); `RNN` (a cell with a linear read-out and a loss) and the chains that unroll
+models for the executor: `SequenceChain` (time steps) and `LayerChain` (layers).
 """
 from bptt.nn.cells import GRUCell, LSTMCell, RNNCell, make_cell
 from bptt.nn.dropout import Dropout
