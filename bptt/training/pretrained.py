@@ -14,9 +14,9 @@ bounded size, valid UTF-8 JSON without duplicate keys, NaN or deep nesting); the
 match the schema exactly; the weights file's header must list exactly the tensors the config
 implies, with their shapes and dtype, before a model is allocated (a huge size in a changed
 config costs nothing); the file's size must be what the header implies; both digests must
-hold (a config or weights file changed after saving is refused). Every refusal is a `ModelFileError` naming the
-path. Writes are atomic file by file, config.json last (it commits the set: a crash between
-files leaves digests that refuse the mixture).
+hold (a config or weights file changed after saving is refused). Every refusal is a
+`ModelFileError` naming the path. Writes are atomic file by file, config.json last (it commits
+the set: a crash between files leaves digests that refuse the mixture).
 """
 from __future__ import annotations
 
