@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from bptt.cli import main
-from bptt.training.io import load_model
+from bptt.training.pretrained import from_pretrained
 from tasks import iris
 
 
@@ -27,7 +27,7 @@ def test_iris_trains_with_a_backward_variant(tmp_path):
     assert report["backward"] == "fa"
     run = iris.train(iris.load_data(), seed=42, epochs=3, backward="fa")
     assert report["final_train_loss"] == run.final.train_loss
-    loaded = load_model(tmp_path / "model")  # the feedback matrices come back with the weights
+    loaded = from_pretrained(tmp_path / "model").model  # the feedback matrices come back with the weights
     assert loaded.feedback.B_1.data.tobytes() == run.model.feedback.B_1.data.tobytes()
 
 
