@@ -1,7 +1,9 @@
 """The checkpoints a server may serve: found only in the directories it was given, safetensors only.
 
 A checkpoint is a directory in the `save_pretrained` layout that `bptt-bench --save DIR` writes
-(`config.json`, `model.safetensors`, optionally a `README.md` model card). Each served model has
+(`config.json`, `model.safetensors`, a `README.md` model card), loaded and checked by
+`bptt.training.pretrained.from_pretrained` (schema, digests, tensor header before any
+allocation); only files that really lie in the directory are read. Each served model has
 a name: its directory's name, checked against `NAME_PATTERN`, so that a name in a URL is only
 ever a key into the table of models loaded at start-up, never a path. Nothing is unpickled: the
 weights are read with safetensors, and a directory that holds only pickled weights is refused.
@@ -15,12 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from bptt.nn import MLP, Module
-from bptt.nn.rnn import RNN
 from bptt.training import io
+from bptt.training.pretrained import (CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, Pretrained,
+                                      from_pretrained)
 
 #: A served model's name: a letter or digit, then up to 63 letters, digits, '.', '_' or '-'.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-CARD_FILE = "README.md"
+MAX_CARD_BYTES = 2 ** 20
 PICKLE_FILES = ("pytorch_model.bin", "model.pt", "model.pth", "model.pkl")
 
 # Sequence tasks whose inputs and read-outs are symbols: their names for features and classes.
@@ -37,24 +40,36 @@ class ServedModel:
 
     `kind` is "mlp" (inputs (batch, features)) or "rnn" (inputs (batch, steps, features)).
     `features` names the input columns, `classes` the read-out classes (None for a regression
-    read-out), `input_mean`/`input_std` (features,) standardise raw inputs when the checkpoint
-    was trained on standardised data (Iris), else they are None.
+    read-out): the config's names, else the task's symbols, else x0, x1, ... and 0, 1, ....
     """
 
     name: str
-    directory: Path
-    model: Module
-    config: dict
+    pretrained: Pretrained
     card: str | None
     kind: str
     features: tuple[str, ...]
     classes: tuple[str, ...] | None
-    input_mean: np.ndarray | None
-    input_std: np.ndarray | None
+
+    @property
+    def model(self) -> Module:
+        return self.pretrained.model
+
+    @property
+    def config(self) -> dict:
+        return self.pretrained.config
+
+    @property
+    def directory(self) -> Path:
+        return self.pretrained.directory
 
     @property
     def dtype(self) -> np.dtype:
         return self.model.dtype
+
+    def model_inputs(self, raw: np.ndarray) -> np.ndarray:
+        """Raw inputs standardised as in training (when the config says so), in the model's
+        dtype."""
+        return np.ascontiguousarray(self.pretrained.standardise(raw), dtype=self.dtype)
 
     def parameter_count(self) -> int:
         """The number of scalar weights."""
@@ -82,14 +97,14 @@ def find_checkpoints(directories) -> dict[str, ServedModel]:
         if not directory.is_dir():
             what = "does not exist" if not directory.exists() else "is not a directory"
             raise CheckpointError(f"{directory} {what}; expected a checkpoint directory "
-                                  f"(config.json + {io.WEIGHTS_FILE}) or a directory of them")
-        if (directory / io.CONFIG_FILE).exists():
+                                  f"({CONFIG_FILE} + {WEIGHTS_FILE}) or a directory of them")
+        if (directory / CONFIG_FILE).exists():
             members = [directory]
         else:
             members = sorted(d for d in directory.iterdir()
-                             if d.is_dir() and (d / io.CONFIG_FILE).exists())
+                             if d.is_dir() and (d / CONFIG_FILE).exists())
             if not members:
-                raise CheckpointError(f"{directory} holds no {io.CONFIG_FILE}, nor any "
+                raise CheckpointError(f"{directory} holds no {CONFIG_FILE}, nor any "
                                       f"subdirectory with one: no checkpoint to serve")
         for member in members:
             served = load_checkpoint(member)
@@ -106,31 +121,24 @@ def load_checkpoint(directory, name: str | None = None) -> ServedModel:
     """The checkpoint in `directory`, served as `name` (default: the directory's name)."""
     directory = Path(directory)
     name = check_name(name if name is not None else directory.resolve().name)
-    for file in (io.CONFIG_FILE, io.WEIGHTS_FILE, CARD_FILE):
+    for file in (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE):
         _check_inside(directory, file)
-    if not (directory / io.WEIGHTS_FILE).exists():
+    if not (directory / WEIGHTS_FILE).exists():
         pickled = [f for f in PICKLE_FILES if (directory / f).exists()]
         also = f" (it holds {pickled[0]}: pickled weights are never loaded)" if pickled else ""
-        raise CheckpointError(f"{directory / io.WEIGHTS_FILE}: file not found{also}; "
+        raise CheckpointError(f"{directory / WEIGHTS_FILE}: file not found{also}; "
                               f"bptt-serve loads safetensors checkpoints only")
-    model, config = read_checkpoint(directory)
-    card_path = directory / CARD_FILE
-    card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.exists() else None
-    kind = "mlp" if isinstance(model, MLP) else "rnn"
-    features, classes = _names(model, config, kind)
-    mean, std = _standardisation(config, len(features), directory)
-    return ServedModel(name, directory, model, config, card, kind, features, classes, mean, std)
-
-
-def read_checkpoint(directory) -> tuple[Module, dict]:
-    """(model, config) of the checkpoint in `directory`: the one place that reads its files.
-
-    A file that is missing, corrupt or does not match its config is a CheckpointError naming it.
-    """
     try:
-        return io.load_model(directory), io.load_config(directory)
+        pretrained = from_pretrained(directory)
+        card = None
+        if (directory / CARD_FILE).exists():
+            card = io.read_regular_file(directory / CARD_FILE, MAX_CARD_BYTES,
+                                        "model card").decode("utf-8", errors="replace")
     except io.ModelFileError as error:
         raise CheckpointError(str(error)) from None
+    kind = "mlp" if isinstance(pretrained.model, MLP) else "rnn"
+    features, classes = _names(pretrained.model, pretrained.config, kind)
+    return ServedModel(name, pretrained, card, kind, features, classes)
 
 
 def _check_inside(directory: Path, file: str) -> None:
@@ -149,29 +157,9 @@ def _names(model: Module, config: dict, kind: str) -> tuple[tuple[str, ...], tup
     if config.get("task") in _TASK_SYMBOLS:
         import importlib
         symbols = tuple(importlib.import_module(_TASK_SYMBOLS[config["task"]]).SYMBOLS)
+    # the config's names were checked by from_pretrained: one distinct name per input, output
     features = tuple(config.get("features") or symbols or (f"x{i}" for i in range(n_in)))
     classifies = kind == "mlp" or model.loss == "xent"
     classes = (tuple(config.get("classes") or symbols or (str(c) for c in range(n_out)))
                if classifies else None)
-    for what, names, size in (("features", features, n_in), ("classes", classes, n_out)):
-        if names is not None and (len(names) != size or len(set(names)) != size):
-            raise CheckpointError(f"config {what} {list(names)} must be {size} distinct names, "
-                                  f"one per model {'input' if what == 'features' else 'output'}")
     return features, classes
-
-
-def _standardisation(config: dict, size: int, directory: Path):
-    if "input_mean" not in config and "input_std" not in config:
-        return None, None
-    try:
-        mean = np.asarray(config["input_mean"], np.float64)
-        std = np.asarray(config["input_std"], np.float64)
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{directory / io.CONFIG_FILE}: input_mean and input_std must "
-                              f"both be lists of {size} numbers ({error})") from None
-    if mean.shape != (size,) or std.shape != (size,) or not (std > 0).all() \
-            or not np.isfinite(mean).all():
-        raise CheckpointError(f"{directory / io.CONFIG_FILE}: input_mean and input_std must be "
-                              f"{size} finite numbers each, std > 0; got {mean.tolist()} and "
-                              f"{std.tolist()}")
-    return mean, std

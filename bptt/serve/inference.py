@@ -80,7 +80,7 @@ class Sweep:
 def predict(served: ServedModel, raw_inputs: np.ndarray, request_id: str) -> Prediction:
     """Run `served` on `raw_inputs` (already validated: finite, of the model's shape) and keep
     its activations. An OutputOverflow if the activations or outputs are not finite."""
-    inputs = model_inputs(served, raw_inputs)
+    inputs = served.model_inputs(raw_inputs)
     with ENGINE_LOCK, no_grad(), np.errstate(over="ignore", invalid="ignore"):
         if served.kind == "mlp":
             outputs, activations = _mlp_forward(served.model, inputs)
@@ -99,15 +99,6 @@ def predict(served: ServedModel, raw_inputs: np.ndarray, request_id: str) -> Pre
             array.flags.writeable = False
     return Prediction(request_id, served.name, time.time(), raw_inputs, inputs, activations,
                       outputs, probabilities)
-
-
-def model_inputs(served: ServedModel, raw_inputs: np.ndarray) -> np.ndarray:
-    """The raw inputs standardised as in training (when the checkpoint says so), in the
-    model's dtype."""
-    x = raw_inputs
-    if served.input_mean is not None:
-        x = (x - served.input_mean) / served.input_std
-    return np.ascontiguousarray(x, dtype=served.dtype)
 
 
 def _mlp_forward(mlp, x: np.ndarray):
