@@ -80,8 +80,8 @@ class Sweep:
 def predict(served: ServedModel, raw_inputs: np.ndarray, request_id: str) -> Prediction:
     """Run `served` on `raw_inputs` (already validated: finite, of the model's shape) and keep
     its activations. An OutputOverflow if the activations or outputs are not finite."""
-    inputs = served.model_inputs(raw_inputs)
     with ENGINE_LOCK, no_grad(), np.errstate(over="ignore", invalid="ignore"):
+        inputs = served.model_inputs(raw_inputs)
         if served.kind == "mlp":
             outputs, activations = _mlp_forward(served.model, inputs)
         else:
@@ -89,7 +89,8 @@ def predict(served: ServedModel, raw_inputs: np.ndarray, request_id: str) -> Pre
         probabilities = None
         if served.classes is not None:
             probabilities = softmax(Tensor(outputs), axis=-1).data
-    for name, array in (*activations.items(), ("outputs", outputs)):
+    for name, array in (("standardised inputs", inputs), *activations.items(),
+                        ("outputs", outputs)):
         if not np.isfinite(array).all():
             raise OutputOverflow(f"the inputs are too large for model {served.name!r}: its "
                                  f"{name} overflow to inf or nan")
@@ -105,10 +106,10 @@ def _mlp_forward(mlp, x: np.ndarray):
     logits = mlp(x, inspect=True)
     records, mlp.layer_records = mlp.layer_records, []
     activations = {}
-    for l, record in enumerate(records):
-        activations[f"layers.{l}.pre_activation"] = record.z
-        following = records[l + 1].x if l + 1 < len(records) else record.z
-        activations[f"layers.{l}.output"] = following
+    for k, record in enumerate(records):
+        activations[f"layers.{k}.pre_activation"] = record.z
+        following = records[k + 1].x if k + 1 < len(records) else record.z
+        activations[f"layers.{k}.output"] = following
     return logits.data, activations
 
 
@@ -157,7 +158,7 @@ def _mlp_sweep(mlp, x: np.ndarray, labels: np.ndarray):
     records, mlp.layer_records = mlp.layer_records, []
     loss = softmax_cross_entropy(logits, labels)
     loss.backward()
-    deltas = {f"layers.{l}.pre_activation": r.delta.copy() for l, r in enumerate(records)}
+    deltas = {f"layers.{k}.pre_activation": r.delta.copy() for k, r in enumerate(records)}
     return loss.item(), deltas, _gradients(mlp)
 
 

@@ -86,11 +86,10 @@ def _column_order(served: ServedModel, features: list[str] | None) -> list[int] 
         return None
     if len(features) != len(served.features) or set(features) != set(served.features):
         unknown = sorted(set(features) - set(served.features))
-        missing = sorted(set(served.features) - set(features))
-        raise PayloadError(("body", "features"), f"features must name each of model "
-                           f"{served.name!r}'s {len(served.features)} features once "
-                           f"({', '.join(served.features)}); unknown {unknown}, missing "
-                           f"{missing}, given {len(features)}")
+        raise PayloadError(("body", "features"), f"features must name each of the "
+                           f"{len(served.features)} features of model {served.name!r} once "
+                           f"({', '.join(served.features)}); got {list(features)[:20]}"
+                           + (f", unknown {unknown[:20]}" if unknown else ""))
     return [features.index(name) for name in served.features]
 
 

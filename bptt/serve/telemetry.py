@@ -64,7 +64,7 @@ class Counters:
     def __init__(self, models: list[str]):
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str, int], int] = {}
-        self._durations: dict[str, list] = {}  # route -> [bucket counts..., sum, count]
+        self._durations: dict[str, list] = {}  # route -> [per bucket and +Inf..., sum, count]
         self._rows = {name: 0 for name in models}
 
     def count(self, method: str, route: str, status: int, seconds: float,
@@ -73,7 +73,7 @@ class Counters:
         with self._lock:
             key = (method, route, status)
             self._requests[key] = self._requests.get(key, 0) + 1
-            stats = self._durations.setdefault(route, [0] * (len(BUCKETS) + 2))
+            stats = self._durations.setdefault(route, [0] * (len(BUCKETS) + 3))
             stats[bisect.bisect_left(BUCKETS, seconds)] += 1
             stats[-2] += seconds
             stats[-1] += 1
