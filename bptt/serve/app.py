@@ -158,7 +158,6 @@ def create_app(models: dict[str, ServedModel], log: RequestLog, *,
 
     # The request bodies are read by hand (their model depends on the model named in the URL),
     # so their schemas are registered for the OpenAPI document here.
-    app.openapi_schema = None
     _register_schemas(app, (TableRequest, SequenceRequest))
     service = TelemetryMiddleware(app, log, counters)
     service.models = sorted(models)

@@ -3,11 +3,10 @@
 `predict` runs a served model on a batch and keeps what the forward pass computed: every
 layer's pre-activation and output (MLP), every time step's state (RNN). `backward_sweep` takes
 the gradient of the model's own loss for a target: the deltas (MLP: δ^(l) = ∂L/∂z^(l); RNN:
-δh_t = ∂L/∂h_t, and ∂L/∂c_t for an LSTM) and every parameter gradient. The RNN's sweep is the
-executor running the `full` plan on the model's chain; the MLP's is the engine's backward
-through an inspected forward pass (`MLP(x, inspect=True)`). Both recompute the forward pass
-from the recorded inputs: the same operations on the same values, so the activations are
-bitwise those of the prediction (tested), and no graph is kept alive between requests.
+∂L/∂h_t, ∂L/∂c_t for an LSTM, and ∂L/∂a_t of the cell's pre-activation) and every parameter
+gradient, by `bptt.inspect.inspect_batch` (the RNN under the executor's `full` plan). It
+recomputes the forward pass from the recorded inputs, so no graph is kept alive between
+requests; the recomputed activations agree with the prediction's (tested).
 
 `ENGINE_LOCK` serialises every use of the engine by the service: its grad mode (`no_grad`) is
 process-wide, an inspected forward writes the model's `layer_records`, and a sweep accumulates
@@ -23,12 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bptt.engine.functions import softmax
-from bptt.engine.losses import softmax_cross_entropy
-from bptt.engine.chain import Chain
 from bptt.engine.tensor import Tensor, no_grad
+from bptt.inspect import inspect_batch
 from bptt.serve.checkpoints import ServedModel
-from checkpointing import Full, execute
-from checkpointing.plan import ChainProfile
 
 ENGINE_LOCK = threading.Lock()
 
@@ -108,8 +104,7 @@ def _mlp_forward(mlp, x: np.ndarray):
     activations = {}
     for k, record in enumerate(records):
         activations[f"layers.{k}.pre_activation"] = record.z
-        following = records[k + 1].x if k + 1 < len(records) else record.z
-        activations[f"layers.{k}.output"] = following
+        activations[f"layers.{k}.output"] = record.out
     return logits.data, activations
 
 
@@ -133,109 +128,33 @@ def _state_names(rnn) -> tuple[str, ...]:
 
 
 def backward_sweep(served: ServedModel, prediction: Prediction, target: np.ndarray) -> Sweep:
-    """The gradient of the model's loss on the prediction's inputs against `target`.
+    """The gradient of the model's loss on the prediction's inputs against `target`, through
+    `bptt.inspect.inspect_batch` (an RNN under the `full` plan).
 
     `target` is batch first: class indices (B,) for an MLP; for an RNN what its loss takes,
     (B, T) indices or (B, T, outputs) floats when it has a loss at every step, (B,) or
-    (B, outputs) for the last step only. A ValueError (from the chain's checks) if it does not
-    fit.
+    (B, outputs) for the last step only. Deltas: MLP "layers.{l}.pre_activation" δ^(l)
+    (B, width); RNN "h" (and "c") ∂L/∂h_t (B, T, hidden), from the later steps and step t's
+    own loss, and "pre_activation" ∂L/∂a_t (B, T, gates x hidden), the cell's pre-activation.
     """
     model = served.model
     with ENGINE_LOCK:
-        for p in model.parameters():
-            p.grad = None
         try:
-            sweep = _mlp_sweep if served.kind == "mlp" else _rnn_sweep
-            loss, deltas, gradients = sweep(model, prediction.inputs, target)
+            if served.kind == "mlp":
+                seen = inspect_batch(model, prediction.inputs, target)
+                deltas = {f"{layer.name}.pre_activation": layer.delta for layer in seen.layers}
+                gradients = {name: p.grad.copy() for name, p in model.named_parameters()}
+            else:
+                time_major = np.ascontiguousarray(prediction.inputs.transpose(1, 0, 2))
+                if model.every_step:
+                    target = np.ascontiguousarray(np.moveaxis(target, 1, 0))
+                seen = inspect_batch(model, time_major, target)
+                if model.every_step:
+                    target = np.moveaxis(target, 0, 1)
+                deltas = {name: np.stack([s.grad_out[k] for s in seen.steps], axis=1)
+                          for k, name in enumerate(_state_names(model))}
+                deltas["pre_activation"] = np.stack([s.delta_a for s in seen.steps], axis=1)
+                gradients = seen.grads
         finally:
-            for p in model.parameters():
-                p.grad = None
-    return Sweep(target, loss, deltas, gradients)
-
-
-def _mlp_sweep(mlp, x: np.ndarray, labels: np.ndarray):
-    logits = mlp(x, inspect=True)
-    records, mlp.layer_records = mlp.layer_records, []
-    loss = softmax_cross_entropy(logits, labels)
-    loss.backward()
-    deltas = {f"layers.{k}.pre_activation": r.delta.copy() for k, r in enumerate(records)}
-    return loss.item(), deltas, _gradients(mlp)
-
-
-def _gradients(model) -> dict[str, np.ndarray]:
-    """Copies of the parameter gradients, by name; the parameters' own are cleared."""
-    gradients = {}
-    for name, p in model.named_parameters():
-        gradients[name] = np.zeros_like(p.data) if p.grad is None else p.grad.copy()
-        p.grad = None
-    return gradients
-
-
-def _rnn_sweep(rnn, x: np.ndarray, target: np.ndarray):
-    time_major = np.ascontiguousarray(x.transpose(1, 0, 2))
-    if rnn.every_step:
-        target = np.moveaxis(target, 1, 0)
-    chain = _CarriedGradients(rnn.chain(time_major, np.ascontiguousarray(target)))
-    run = execute(Full().plan(ChainProfile.uniform(chain.length)), chain)
-    gradients = _gradients(rnn)
-    # δh_t = the gradient carried back from the steps after t + step t's own loss gradient
-    # (Werbos 1990); what the second part adds to the read-out's gradients is discarded.
-    local = _local_loss_gradients(rnn, chain, target)
-    names = _state_names(rnn)
-    deltas = {}
-    for k, name in enumerate(names):
-        carried = np.stack(chain.carried(k), axis=1)
-        deltas[name] = carried + local if name == "h" else carried
-    return run.loss, deltas, gradients
-
-
-def _local_loss_gradients(rnn, chain: "_CarriedGradients", target: np.ndarray) -> np.ndarray:
-    """∂L_t/∂h_t for every step t (B, T, hidden), through the model's own step loss."""
-    T = chain.length
-    local = np.zeros((chain.inner.batch, T, rnn.hidden_size), rnn.dtype)
-    scale = 1.0 / chain.inner.loss_steps
-    for t in range(T) if rnn.every_step else (T - 1,):
-        h = Tensor(chain.hidden[t], requires_grad=True)
-        rnn.step_loss(h, target[t] if rnn.every_step else target, scale).backward()
-        local[:, t] = h.grad
-    return local
-
-
-class _CarriedGradients(Chain):
-    """A chain that runs `inner` and keeps, for each step t, its state s_{t+1} (h_t) and the
-    gradient the reverse sweep carries into it from the steps after t (zero for the last)."""
-
-    def __init__(self, inner):
-        self.inner, self.length = inner, inner.length
-        self._carried: list = [None] * inner.length
-        self.hidden: list = [None] * inner.length
-
-    def initial_state(self):
-        return self.inner.initial_state()
-
-    def advance(self, i, state):
-        return self.inner.advance(i, state)
-
-    def record(self, i, state):
-        tape = self.inner.record(i, state)
-        self.hidden[i] = tape.state[0].copy()
-        return tape
-
-    def reverse(self, i, tape, grad, with_loss=True, keep=False):
-        self._carried[i] = None if grad is None else tuple(g.copy() for g in grad)
-        return self.inner.reverse(i, tape, grad, with_loss, keep)
-
-    def carried(self, k: int) -> list[np.ndarray]:
-        """Part k of the carried gradient at every step (zeros where nothing was carried)."""
-        shape = self.inner.initial_state()[k].shape
-        return [np.zeros(shape, self.inner.model.dtype) if g is None else g[k]
-                for g in self._carried]
-
-    def profile(self):
-        return self.inner.profile()
-
-    def finish(self):
-        self.inner.finish()
-
-    def external_arrays(self):
-        return self.inner.external_arrays()
+            model.zero_grad()  # the shared model keeps no request's gradient
+    return Sweep(target, seen.loss, deltas, gradients)

@@ -161,8 +161,11 @@ class BackwardSweep(BaseModel):
                                     "squared error")
     deltas: dict[str, list[Any]] = Field(
         description="MLP: layers.{l}.pre_activation δ = ∂L/∂z (B, width); RNN: h (and c) "
-                    "∂L/∂h_t (B, T, hidden)")
-    gradients: dict[str, list[Any]] = Field(description="∂L/∂parameter, by parameter name")
+                    "∂L/∂h_t (B, T, hidden), from later steps and step t's own loss, and "
+                    "pre_activation ∂L/∂a_t (B, T, gates x hidden)")
+    gradients: dict[str, list[Any]] = Field(
+        description="∂L/∂parameter by the model's parameter names and shapes (bptt's layout: "
+                    "weights (in, out), not model.safetensors' transposed PyTorch layout)")
 
 
 class LastResponse(BaseModel):

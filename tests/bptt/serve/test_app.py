@@ -188,7 +188,8 @@ def test_last_with_grad_for_sequences(client):
     body = client.get("/v1/models/adding/last", params={"with_grad": "true",
                                                         "target": "1.25"}).json()
     assert body["backward"]["target"] == [[1.25]]
-    assert set(body["backward"]["deltas"]) == {"h", "c"}
+    assert set(body["backward"]["deltas"]) == {"h", "c", "pre_activation"}
+    assert np.shape(body["backward"]["deltas"]["pre_activation"]) == (1, 4, 4 * 6)  # 4 gates
 
 
 @pytest.mark.parametrize("model, params, message", [
