@@ -13,13 +13,9 @@ from pathlib import Path
 
 import click
 
+from bptt.cli.main import BadInput
 from bptt.serve.limits import DEFAULT_KEEP, DEFAULT_MAX_BODY_BYTES
 from bptt.serve.telemetry import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES
-
-
-class BadInput(click.ClickException):
-    """A one-line `Error: ...` and exit code 2."""
-    exit_code = 2
 
 
 @click.command()
