@@ -89,8 +89,8 @@ class ServerProcess:
 
     def output(self) -> str:
         """What the server printed so far (stdout and stderr)."""
-        if self._output is None:
-            return ""
+        if self._output is None or isinstance(self._output, str):
+            return self._output or ""
         self._output.seek(0)
         return self._output.read().decode(errors="replace")
 
@@ -105,4 +105,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(self.stop_timeout)
+        if self._output is not None and not isinstance(self._output, str):
+            printed = self.output()
+            self._output.close()
+            self._output = printed  # kept as text once the server has stopped
         return self.process.returncode
