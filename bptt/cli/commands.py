@@ -25,8 +25,6 @@ from checkpointing.plan import ChainProfile
 DEFAULT_SLOTS = 10
 DEFAULT_BUDGET_FRACTION = 0.10
 DEFAULT_STATE_EVERY = 50
-IRIS_BYTES_PER_EPOCH = 600  # an EpochRecord (~388 B) and its dict in the report (~208 B)
-IRIS_HINT = "make --hidden, --layers or --batch smaller, or ask for fewer --epochs"
 TABLE_COLUMNS = [  # (header, row key, format)
     ("strategy", "label", "{}"), ("peak cache", "peak_cache_bytes", "bytes"),
     ("traced peak", "peak_traced_bytes", "bytes"), ("RSS peak", "peak_rss_mib", "{:.1f} MiB"),
@@ -98,7 +96,8 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _progress(total: int, text: str, quiet: bool):
+def progress(total: int, text: str, quiet: bool):
+    """A click progress bar over `total` items labelled `text`, or a silent stand-in."""
     if quiet:
         return _NoBar()
     return click.progressbar(length=total, label=text, file=sys.stderr)
@@ -134,7 +133,7 @@ def train_one(options: dict) -> None:
 
 def _train_and_report(options: dict, setup: SequenceSetup, strategy, training: dict) -> None:
     done = training["state"].step if "state" in training else 0
-    with _progress(setup.steps - done, f"training {setup.task.name} ({strategy.name})",
+    with progress(setup.steps - done, f"training {setup.task.name} ({strategy.name})",
                    options["quiet"]) as bar:
         try:
             row, run, extras = benchmark(setup, strategy, on_step=lambda r: bar.update(1),
@@ -148,12 +147,12 @@ def _train_and_report(options: dict, setup: SequenceSetup, strategy, training: d
     if not options["quiet"]:  # on stderr when an output takes stdout
         click.echo(_summary_lines(setup), err=options.get("to_stdout", False))
         click.echo(table([row]), err=options.get("to_stdout", False))
-    _write_outputs(options, [row], single=True)
+    write_outputs(options, [row], single=True)
     if options.get("save_dir") is not None:
-        _write(options["save_dir"], save_pretrained, run.model,
+        write_output(options["save_dir"], save_pretrained, run.model,
                {**sequence_card(setup, strategy.name, row), "backward": setup.backward})
     if options.get("grads_path") is not None:
-        _write(options["grads_path"], _save_grads, extras, row)
+        write_output(options["grads_path"], _save_grads, extras, row)
 
 
 def _kept_state(options: dict, setup: SequenceSetup, strategy,
@@ -189,7 +188,8 @@ def _kept_state(options: dict, setup: SequenceSetup, strategy,
         if not same:
             held.enter_context(io.lock_state_dir(where))
         identity = run_identity(setup, strategy)
-        training["on_save"] = lambda state: _write(where, save_training_state, state, identity)
+        training["on_save"] = lambda state: write_output(where, save_training_state, state,
+                                                         identity)
         training["save_every"] = options.get("state_every") or DEFAULT_STATE_EVERY
     return training
 
@@ -204,7 +204,7 @@ def compare(names: list[str], options: dict) -> None:
     reference = first_batch_gradients(setup, chosen)[3]
     rows = []
     for name, strategy in zip(names, strategies):
-        with _progress(setup.steps, f"{name:>10}", options["quiet"]) as bar:
+        with progress(setup.steps, f"{name:>10}", options["quiet"]) as bar:
             row, _, _ = benchmark(setup, strategy, reference, on_step=lambda r: bar.update(1),
                                   reference_label=label({"strategy": chosen.name,
                                                          "params": vars(chosen)}))
@@ -212,7 +212,7 @@ def compare(names: list[str], options: dict) -> None:
     if not options["quiet"]:
         click.echo(_summary_lines(setup), err=options.get("to_stdout", False))
         click.echo(table(rows), err=options.get("to_stdout", False))
-    _write_outputs(options, rows, single=False)
+    write_outputs(options, rows, single=False)
 
 
 def sequence_card(setup: SequenceSetup, strategy: str, row: dict) -> dict:
@@ -230,7 +230,7 @@ def sequence_card(setup: SequenceSetup, strategy: str, row: dict) -> dict:
                                      ("trivial predictor", task.baseline()))}}
 
 
-def _write(path, write, *args, **kwargs) -> None:
+def write_output(path, write, *args, **kwargs) -> None:
     """Run `write(path, ...)`; an OSError becomes a ValueError naming the file."""
     try:
         write(path, *args, **kwargs)
@@ -238,19 +238,20 @@ def _write(path, write, *args, **kwargs) -> None:
         raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-def _write_text(path, text: str) -> None:
+def write_text_output(path, text: str) -> None:
     """`text` to `path` atomically, or to standard output for `-`."""
-    write_text(path, text, lambda p, t: _write(p, io.atomic_write_bytes, t.encode()))
+    write_text(path, text, lambda p, t: write_output(p, io.atomic_write_bytes, t.encode()))
 
 
-def _write_outputs(options: dict, rows: list[dict], single: bool) -> None:
+def write_outputs(options: dict, rows: list[dict], single: bool) -> None:
+    """The --json, --csv and --plot outputs of a run (`single`) or a comparison."""
     if options.get("json_path") is not None:
-        _write_text(options["json_path"], io.dumps_strict(rows[0] if single else rows) + "\n")
+        write_text_output(options["json_path"], io.dumps_strict(rows[0] if single else rows) + "\n")
     if options.get("csv_path") is not None:
-        _write_text(options["csv_path"], _csv(rows))
+        write_text_output(options["csv_path"], _csv(rows))
     if options.get("plot_path") is not None:
         from bptt.plots.curves import plot_training_curves
-        _write(options["plot_path"], plot_training_curves, rows)
+        write_output(options["plot_path"], plot_training_curves, rows)
 
 
 def _csv(rows: list[dict]) -> str:
@@ -280,140 +281,6 @@ def _save_grads(path: Path, extras: dict, row: dict) -> None:
     io.save_arrays(path, arrays, metadata)
 
 
-def train_iris(options: dict) -> None:
-    """`--task iris`: the MLP trained layer-chain-wise with the chosen strategy."""
-    from bptt.plots.curves import plot_classifier_run
-    from bptt.studies import iris_bench
-    from tasks import iris
-
-    train = _iris_training(options)
-    resources.check_fits(iris_estimate(train), options.get("max_memory"), hint=IRIS_HINT)
-    data = iris.load_data()
-    name = options["strategy"]
-    strategy = _per_batch_strategy(name, options)
-    measured = iris_bench.measure(data, strategy, train["seed"], train["batch_size"],
-                                  train["hidden"], dropout=train["dropout"])  # warns first
-    with _progress(train["epochs"], "training iris", options["quiet"]) as bar:
-        row, run = iris_bench.benchmark(data, strategy, measured=measured,
-                                        on_epoch=lambda record: bar.update(1), **train)
-    if not options["quiet"]:  # on stderr when an output takes stdout
-        err = options.get("to_stdout", False)
-        click.echo(_iris_summary(row), err=err)
-        click.echo(epoch_table(row["history"]), err=err)
-        click.echo(table([row]), err=err)
-    _write_outputs({**options, "plot_path": None}, [row], single=True)  # its own plot below
-    final = run.final
-    if options.get("plot_path") is not None:
-        test = data.x_test * data.std + data.mean
-        _write(
-            options["plot_path"], plot_classifier_run, row["history"],
-            iris.predict_petal_plane(run.model, data), points=test[:, 2:], labels=data.y_test,
-            axis_names=("petal length (cm)", "petal width (cm)"), class_names=iris.CLASSES,
-            title=f"iris, seed {row['seed']}: test accuracy {final.test_accuracy:.3f} "
-                  f"(points: test set)")
-    if options.get("save_dir") is not None:
-        _write(options["save_dir"], save_pretrained, run.model,
-               {**iris.pretrained_config(run, strategy=name), "backward": row["backward"]})
-
-
-def compare_iris(names: list[str], options: dict) -> None:
-    """`compare --task iris`: every strategy on the same seed and batches, one table."""
-    from bptt.studies import iris_bench
-    from tasks import iris
-
-    train = _iris_training(options)
-    resources.check_fits(iris_estimate(train), options.get("max_memory"), hint=IRIS_HINT)
-    data = iris.load_data()
-    reference = iris_bench.full_gradients(data, train["seed"], train["batch_size"],
-                                          train["hidden"], train["dropout"])
-    measured = [iris_bench.measure(data, _per_batch_strategy(name, options), train["seed"],
-                                   train["batch_size"], train["hidden"], reference,
-                                   train["dropout"])
-                for name in names]  # every warning before any training
-    rows = []
-    for name, done in zip(names, measured):
-        with _progress(train["epochs"], f"{name:>10}", options["quiet"]) as bar:
-            row, _ = iris_bench.benchmark(data, _per_batch_strategy(name, options),
-                                          measured=done, on_epoch=lambda r: bar.update(1),
-                                          **train)
-        rows.append(row)
-    if not options["quiet"]:
-        click.echo(_iris_summary(rows[0]), err=options.get("to_stdout", False))
-        click.echo(table(rows), err=options.get("to_stdout", False))
-    _write_outputs({**options, "plot_path": None}, rows, single=False)
-    if options.get("plot_path") is not None:
-        from bptt.plots.curves import plot_training_curves
-        curves = [{**row, "history": [{"step": h["step"], "loss": h["train_loss"],
-                                       "seconds": h["seconds"]} for h in row["history"]]}
-                  for row in rows]
-        _write(options["plot_path"], plot_training_curves, curves,
-               title=f"iris, MLP {'-'.join(map(str, rows[0]['sizes']))}: training-set loss "
-                     f"after each epoch")
-
-
-def _iris_training(options: dict) -> dict:
-    """`iris_bench.benchmark`'s training options from the CLI's (iris defaults filled in)."""
-    hidden = options.get("layers")
-    if hidden is not None and options.get("hidden") is not None:
-        raise ValueError("give --hidden N (one hidden layer) or --layers N,N,... , not both")
-    return {"seed": options["seed"], "epochs": options["epochs"] or 80,
-            "lr": options["lr"] or 0.1, "backward": options.get("backward", "backprop"),
-            "batch_size": options["batch"] or 16,  # the iris recipe's batch
-            "hidden": hidden or (options.get("hidden") or 32,),
-            "optimizer": options["optimizer"] or "sgd", "clip": options["clip"],
-            "on_nonfinite": options["on_nan"], "dropout": options["dropout"]}
-
-
-def iris_estimate(train: dict) -> resources.RunEstimate:
-    """What an iris run holds, from `_iris_training`'s sizes alone: the MLP's float64 weights
-    with their gradients and optimiser buffers, the copies measuring and full's reference
-    gradient make, the layers' activations (every tape of a batch; the whole data set when
-    evaluating), and the history."""
-    from tasks import iris
-
-    sizes = (len(iris.FEATURES), *train["hidden"], len(iris.CLASSES))
-    weights = 8 * sum(a * b + b for a, b in zip(sizes, sizes[1:]))
-    activations = 8 * sum(sizes)
-    return resources.RunEstimate({
-        "weights and gradients": 2 * weights,
-        "optimiser state": (2 if train["optimizer"] == "adam" else 1) * weights,
-        "measurement and reference": 4 * weights,
-        "activations": activations * (2 * 150 + 3 * min(train["batch_size"], 150)),
-        "history": train["epochs"] * IRIS_BYTES_PER_EPOCH})
-
-
-def _per_batch_strategy(name: str, options: dict):
-    """The strategy for a batch's chain of layers (the last batch may be smaller)."""
-    return lambda profile: make_strategy(name, options, profile)
-
-
-def _iris_summary(row: dict) -> str:
-    sizes = "-".join(map(str, row["sizes"]))
-    return (f"iris: MLP {sizes} (a chain of {row['seq_len']} layers), seed {row['seed']}, "
-            f"{row['epochs']} epochs, {row['optimizer']} lr {row['lr']}, batch {row['batch']}, "
-            f"backward {row['backward']} (metric: test accuracy; trivial predictor "
-            f"{row['baseline_accuracy']:.4g})")
-
-
-EPOCH_COLUMNS = [("epoch", "epoch", "{}"), ("train loss", "train_loss", "{:.4f}"),
-                 ("train acc", "train_accuracy", "{:.3f}"), ("test loss", "test_loss", "{:.4f}"),
-                 ("test acc", "test_accuracy", "{:.3f}")]
-
-
-def epoch_table(history: list[dict], rows: int = 9) -> str:
-    """The per-epoch history as a compact aligned table: about `rows` evenly spaced epochs,
-    the first and the last always included (the whole history is in --json and --csv)."""
-    every = max(1, -(-len(history) // max(1, rows - 1)))
-    last = history[-1]["epoch"]
-    shown = [h for h in history if h["epoch"] in (1, last) or h["epoch"] % every == 0]
-    cells = [[h for h, _, _ in EPOCH_COLUMNS]] + \
-        [[f.format(h[k]) for _, k, f in EPOCH_COLUMNS] for h in shown]
-    widths = [max(len(r[c]) for r in cells) for c in range(len(EPOCH_COLUMNS))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def show_plan(options: dict) -> None:
     """`bptt-bench plan`: the counts of one strategy's plan for an RNN chain, and its drawing."""
     from bptt.nn.rnn import RNN
@@ -441,9 +308,9 @@ def show_plan(options: dict) -> None:
               "state_bytes": profile.state_bytes[0], "tape_bytes": profile.tape_bytes[0],
               "planning_seconds": seconds}
     if options["json_path"] is not None:
-        _write_text(options["json_path"], io.dumps_strict(counts) + "\n")
+        write_text_output(options["json_path"], io.dumps_strict(counts) + "\n")
     if not is_stdout(options["json_path"]):
         click.echo("\n".join(f"{k:>16}: {v}" for k, v in counts.items()))
     if options["plot_path"] is not None:
         from bptt.plots.plans import plot_plan
-        _write(options["plot_path"], plot_plan, plan, label(counts))
+        write_output(options["plot_path"], plot_plan, plan, label(counts))

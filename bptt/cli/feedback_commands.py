@@ -6,7 +6,7 @@ import click
 
 from bptt.studies.feedback import compare_classifier, compare_sequence, parse_seeds, \
     parse_variants
-from bptt.cli.commands import _write, make_setup
+from bptt.cli.commands import make_setup, write_output
 from bptt.training import io
 
 DEFAULT_SEEDS = {"iris": "0-9", "digits": "0-4"}
@@ -33,10 +33,10 @@ def compare_backwards(options: dict) -> None:
     if not quiet:
         click.echo("\n".join(lines))
     if options.get("json_path") is not None:
-        _write(options["json_path"], io.atomic_write_json, result)
+        write_output(options["json_path"], io.atomic_write_json, result)
     if options.get("plot_path") is not None:
         from bptt.plots.feedback import plot_feedback_comparison
-        _write(options["plot_path"], plot_feedback_comparison, result)
+        write_output(options["plot_path"], plot_feedback_comparison, result)
 
 
 def _classifier(task: str, variants, options) -> dict:

@@ -13,7 +13,6 @@ before training where possible; never a traceback.
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -181,7 +180,7 @@ def main(ctx: click.Context, **options) -> None:
     """Train a model with a memory strategy and report memory, time and convergence."""
     if ctx.invoked_subcommand is not None:
         return
-    from bptt.cli import commands
+    from bptt.cli import commands, iris_commands
     with _bad_input(), _one_line_warnings():
         check_applicable(options["task"], [options["strategy"]], given_options(ctx))
         options["to_stdout"] = one_stdout(options, {"json_path": "--json", "csv_path": "--csv"})
@@ -189,7 +188,7 @@ def main(ctx: click.Context, **options) -> None:
             raise BadInput("--task digits runs in the weight-transport study: bptt-bench "
                            "compare --backwards backprop,fa --task digits")
         if options["task"] == "iris":
-            commands.train_iris(options)
+            iris_commands.train_iris(options)
         else:
             commands.train_one(options)
 
@@ -229,12 +228,12 @@ def compare(ctx: click.Context, **options) -> None:
     if options["task"] == "digits":
         raise BadInput("compare --strategies runs sequence tasks and iris; --task digits runs "
                        "with --backwards")
-    from bptt.cli import commands
+    from bptt.cli import commands, iris_commands
     with _bad_input(), _one_line_warnings():
         check_applicable(options["task"], names, given_options(ctx), "--strategies")
         options["to_stdout"] = one_stdout(options, {"json_path": "--json", "csv_path": "--csv"})
         if options["task"] == "iris":
-            commands.compare_iris(names, options)
+            iris_commands.compare_iris(names, options)
         else:
             commands.compare(names, options)
 
