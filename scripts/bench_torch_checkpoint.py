@@ -34,7 +34,7 @@ import click
 import torch
 import torch.utils.checkpoint
 
-from checkpointing import Adaptive, Revolve, execute, simulate
+from checkpointing import Adaptive, Revolve, execute
 from checkpointing.torch import TorchChain, checkpointed_loop, peak_allocated
 
 

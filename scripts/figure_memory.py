@@ -17,7 +17,7 @@ import numpy as np
 
 from bptt.training.io import atomic_write_json
 from bptt.nn import RNN
-from bptt.plots.curves import plot_memory_scaling
+from bptt.plots.memory import plot_memory_scaling
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, execute, simulate
 
 

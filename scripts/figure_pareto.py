@@ -21,7 +21,7 @@ import numpy as np
 from bptt.studies.bench import label
 from bptt.training.io import atomic_write_json
 from bptt.nn import RNN
-from bptt.plots.curves import plot_pareto
+from bptt.plots.memory import plot_pareto
 from checkpointing import Adaptive, Full, Periodic, Revolve, execute, simulate
 
 SEGMENTS = (4, 8, 16, 32, 64, 128, 256)

@@ -1,5 +1,6 @@
-"""Figures (the surface layer): `curves` (training curves, classifier regions, memory scaling,
-Pareto fronts, state/gradient heatmaps) and `plans` (diagrams of checkpointing plans).
+"""Figures (the surface layer): `curves` (training curves, classifier regions, state/gradient
+heatmaps), `memory` (memory scaling, Pareto fronts), `plans` (diagrams of checkpointing plans),
+`feedback`, `sweep` and `animation`.
 
 matplotlib is imported inside each drawing function, so importing these modules costs nothing.
 """

@@ -7,7 +7,8 @@ import re
 from collections import defaultdict
 from typing import Sequence
 
-from bptt.plots.curves import _bytes_axis, pareto_front, save_png
+from bptt.plots.curves import bytes_axis, save_png
+from bptt.plots.memory import pareto_front
 
 CODEC_ORDER = ("exact", "float16", "bfloat16", "int8")  # by significant bits, most first
 MARKERS = "osD^vxP*"
@@ -56,7 +57,7 @@ def plot_pareto_panels(path, rows: Sequence[dict], measure: str = "steps") -> No
                ylabel=("steps to target / full's" if measure == "steps"
                        else f"final metric ({rows[0].get('metric_name', 'task metric')})"),
                title=f"{task}, {cell}")
-        _bytes_axis(ax.xaxis)
+        bytes_axis(ax.xaxis)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
     save_png(fig, path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from bptt.plots import curves as plots, plans as plan_plots
+from bptt.plots import curves as plots, memory as memory_plots, plans as plan_plots
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated
 from checkpointing.plan import ChainProfile
 
@@ -45,33 +45,33 @@ def test_training_curves_mark_bitwise_identical_runs(tmp_path):
 
 def test_fitted_slope_recovers_the_exponent():
     T = np.array([30, 100, 300, 1000])
-    assert plots.fitted_slope(T, 5 * T) == pytest.approx(1.0)
-    assert plots.fitted_slope(T, 7 * np.sqrt(T)) == pytest.approx(0.5)
-    assert plots.fitted_slope(T, [9] * 4) == pytest.approx(0.0, abs=1e-12)
+    assert memory_plots.fitted_slope(T, 5 * T) == pytest.approx(1.0)
+    assert memory_plots.fitted_slope(T, 7 * np.sqrt(T)) == pytest.approx(0.5)
+    assert memory_plots.fitted_slope(T, [9] * 4) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_fitted_slope_needs_two_lengths():
     with pytest.raises(ValueError, match="at least two distinct lengths"):
-        plots.fitted_slope([100, 100], [1, 2])
+        memory_plots.fitted_slope([100, 100], [1, 2])
 
 
 def test_memory_scaling_returns_the_slopes_in_its_legend(tmp_path):
     rows = [{"label": name, "seq_len": T, "peak_cache_bytes": f(T)}
             for T in (30, 300, 3000) for name, f in (("full", lambda T: 1000 * T),
                                                      ("revolve", lambda T: 8000))]
-    slopes = plots.plot_memory_scaling(tmp_path / "m.png", rows)
+    slopes = memory_plots.plot_memory_scaling(tmp_path / "m.png", rows)
     assert slopes == pytest.approx({"full": 1.0, "revolve": 0.0}, abs=1e-9)
     assert is_png(tmp_path / "m.png")
 
 
 def test_pareto_front_keeps_only_undominated_points():
     points = [(10, 5), (1, 9), (5, 5), (5, 6), (2, 9), (12, 1)]
-    assert plots.pareto_front(points) == [1, 2, 5]
+    assert memory_plots.pareto_front(points) == [1, 2, 5]
 
 
 @given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=30))
 def test_pareto_front_is_exactly_the_undominated_points(points):
-    front = set(plots.pareto_front(points))
+    front = set(memory_plots.pareto_front(points))
 
     def dominated(i):
         return any(q[0] <= points[i][0] and q[1] <= points[i][1] and q != points[i]
@@ -90,7 +90,7 @@ def test_pareto_plot_returns_the_time_front(tmp_path):
                                     ("revolve", "s=2", 500, 2.0, 400),
                                     ("checkpoint", "k=10", 2_000, 1.1, 190),
                                     ("checkpoint", "k=5", 3_000, 1.2, 195))]
-    assert plots.plot_pareto(tmp_path / "p.png", rows) == [1, 2, 0]
+    assert memory_plots.plot_pareto(tmp_path / "p.png", rows) == [1, 2, 0]
     assert is_png(tmp_path / "p.png")
 
 
@@ -134,8 +134,8 @@ def test_pareto_tags_never_overlap_even_in_a_dense_cluster(tmp_path, monkeypatch
     rows.append({"strategy": "full", "peak_cache_bytes": 8e6, "step_time_s": 0.047,
                  "forward_steps": 1000, "seq_len": 1000, "tag": "full"})
     figures = []
-    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.append(fig))
-    plots.plot_pareto(tmp_path / "p.png", rows)
+    monkeypatch.setattr(memory_plots, "save_png", lambda fig, path: figures.append(fig))
+    memory_plots.plot_pareto(tmp_path / "p.png", rows)
     for ax in figures[0].axes[:2]:
         boxes = _tag_boxes(ax)
         assert len(boxes) == len(rows)
@@ -154,7 +154,7 @@ def test_place_labels_keeps_labels_off_each_other_and_off_the_markers():
     ax.scatter(*zip(*points))
     ax.set(xlim=(0.5, 2.5), ylim=(0.5, 2.5))
     fig.canvas.draw()
-    labels = plots.place_labels(ax, points, [f"point {k}" for k in range(9)], ["k"] * 9,
+    labels = memory_plots.place_labels(ax, points, [f"point {k}" for k in range(9)], ["k"] * 9,
                                 avoid=points)
     renderer = fig.canvas.get_renderer()
     boxes = [label.get_window_extent(renderer) for label in labels]
