@@ -18,10 +18,13 @@ from bptt.engine import losses
 from bptt.nn import MLP
 from bptt.nn.feedback import attach_feedback, check_variant, trainable_parameters
 from bptt.nn.layer_chain import LayerChain
+from bptt.training.resources import RunEstimate
 from bptt.training.train import make_optimizer, train_step
 from checkpointing.full import Full
 from checkpointing.plan import ChainProfile
 from checkpointing.truncated import Truncated
+
+BYTES_PER_EPOCH = 600  # an EpochRecord (~388 B) and its dict in a report (~208 B)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,23 @@ def evaluate(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         logits = model(x)
         loss = losses.softmax_cross_entropy(logits, y)
     return loss.item(), float(np.mean(np.argmax(logits.data, axis=1) == y))
+
+
+def run_estimate(sizes: Sequence[int], samples: int, batch_size: int, epochs: int,
+                 optimizer: str) -> RunEstimate:
+    """What `train_classifier` holds for an MLP of layer `sizes` on `samples` rows, from the
+    sizes alone (nothing allocated): float64 weights with their gradients and optimiser buffers,
+    the copies measuring and full's reference gradient make, the layers' activations (every
+    tape of a batch; the whole data set when evaluating), and the history. Check it with
+    `bptt.training.resources.check_fits` before training."""
+    weights = 8 * sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    activations = 8 * sum(sizes)
+    return RunEstimate({
+        "weights and gradients": 2 * weights,
+        "optimiser state": (2 if optimizer == "adam" else 1) * weights,
+        "measurement and reference": 4 * weights,
+        "activations": activations * (2 * samples + 3 * min(batch_size, samples)),
+        "history": epochs * BYTES_PER_EPOCH})
 
 
 def train_classifier(data, sizes: Sequence[int], seed: int = 42, epochs: int = 80,

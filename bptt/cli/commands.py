@@ -90,10 +90,17 @@ def table(rows: list[dict]) -> str:
         row = {**row, "label": label(row)}
         cells.append([format_bytes(row[k]) if f == "bytes" else
                       ("-" if row[k] is None else f.format(row[k])) for _, k, f in TABLE_COLUMNS])
-    widths = [max(len(r[c]) for r in cells) for c in range(len(TABLE_COLUMNS))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(aligned_lines(cells))
+
+
+def aligned_lines(cells: list[list[str]], right: bool = False) -> list[str]:
+    """Rows of text cells (the header first) as aligned lines, a rule of dashes under the
+    header; columns left-justified, or right-justified for `right` (numbers)."""
+    widths = [max(len(r[c]) for r in cells) for c in range(len(cells[0]))]
+    pad = str.rjust if right else str.ljust
+    lines = ["  ".join(pad(v, w) for v, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return lines
 
 
 def progress(total: int, text: str, quiet: bool):

@@ -6,7 +6,7 @@ import click
 
 from bptt.studies.feedback import compare_classifier, compare_sequence, parse_seeds, \
     parse_variants
-from bptt.cli.commands import make_setup, write_output
+from bptt.cli.commands import aligned_lines, make_setup, write_output
 from bptt.training import io
 
 DEFAULT_SEEDS = {"iris": "0-9", "digits": "0-4"}
@@ -83,7 +83,7 @@ def classifier_table(result: dict) -> list[str]:
                       _layers([a["update_angle"] for a in align]),
                       _layers([a["feedback_angle"] for a in align]),
                       _layers([a["angle"] for a in row["lambda"]])])
-    return [head] + _aligned(cells)
+    return [head] + aligned_lines(cells)
 
 
 def sequence_table(result: dict) -> list[str]:
@@ -101,14 +101,7 @@ def sequence_table(result: dict) -> list[str]:
                       "-" if gap is None else f"{gap:+.4g}"]
                      + [f"{row['angles_start'][n]:.1f}/{row['angles_end'][n]:.1f}"
                         for n in names])
-    return [head] + _aligned(cells)
-
-
-def _aligned(cells: list[list[str]]) -> list[str]:
-    widths = [max(len(r[c]) for r in cells) for c in range(len(cells[0]))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
+    return [head] + aligned_lines(cells)
 
 
 __all__ = ["compare_backwards", "classifier_table", "sequence_table"]

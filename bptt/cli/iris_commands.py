@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from bptt.cli.commands import make_strategy, progress, table, write_output, write_outputs
+from bptt.cli.commands import (aligned_lines, make_strategy, progress, table, write_output,
+                               write_outputs)
 from bptt.training import resources
 from bptt.training.pretrained import save_pretrained
 
-IRIS_BYTES_PER_EPOCH = 600  # an EpochRecord (~388 B) and its dict in the report (~208 B)
 IRIS_HINT = "make --hidden, --layers or --batch smaller, or ask for fewer --epochs"
 
 
@@ -97,21 +97,13 @@ def _iris_training(options: dict) -> dict:
 
 
 def iris_estimate(train: dict) -> resources.RunEstimate:
-    """What an iris run holds, from `_iris_training`'s sizes alone: the MLP's float64 weights
-    with their gradients and optimiser buffers, the copies measuring and full's reference
-    gradient make, the layers' activations (every tape of a batch; the whole data set when
-    evaluating), and the history."""
-    from tasks import iris
+    """What an iris run with `_iris_training`'s options holds (`tasks.classifier.run_estimate`)."""
+    from tasks import classifier, iris
 
     sizes = (len(iris.FEATURES), *train["hidden"], len(iris.CLASSES))
-    weights = 8 * sum(a * b + b for a, b in zip(sizes, sizes[1:]))
-    activations = 8 * sum(sizes)
-    return resources.RunEstimate({
-        "weights and gradients": 2 * weights,
-        "optimiser state": (2 if train["optimizer"] == "adam" else 1) * weights,
-        "measurement and reference": 4 * weights,
-        "activations": activations * (2 * 150 + 3 * min(train["batch_size"], 150)),
-        "history": train["epochs"] * IRIS_BYTES_PER_EPOCH})
+    return classifier.run_estimate(sizes, samples=150,  # Fisher's 150 flowers
+                                   batch_size=train["batch_size"], epochs=train["epochs"],
+                                   optimizer=train["optimizer"])
 
 
 def _per_batch_strategy(name: str, options: dict):
@@ -140,7 +132,4 @@ def epoch_table(history: list[dict], rows: int = 9) -> str:
     shown = [h for h in history if h["epoch"] in (1, last) or h["epoch"] % every == 0]
     cells = [[h for h, _, _ in EPOCH_COLUMNS]] + \
         [[f.format(h[k]) for _, k, f in EPOCH_COLUMNS] for h in shown]
-    widths = [max(len(r[c]) for r in cells) for c in range(len(EPOCH_COLUMNS))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(aligned_lines(cells, right=True))

@@ -120,3 +120,17 @@ def test_the_pca_plane_predictions_agree_with_the_model_on_points_in_that_plane(
     inside = data.x_train.mean(axis=0) + points @ axes
     expected = np.argmax(model(inside).data, axis=1)
     np.testing.assert_array_equal(iris.predict_pca_plane(model, data)(points), expected)
+
+
+def test_a_classifier_run_is_estimated_from_its_sizes_and_refused_when_too_large():
+    from bptt.training.resources import InsufficientMemory, check_fits
+    from tasks.classifier import run_estimate
+
+    small = run_estimate((4, 32, 3), samples=150, batch_size=16, epochs=80, optimizer="sgd")
+    weights = 8 * (4 * 32 + 32 + 32 * 3 + 3)
+    assert small.parts["weights and gradients"] == 2 * weights
+    assert run_estimate((4, 32, 3), 150, 16, 80, "adam").parts["optimiser state"] == 2 * weights
+    check_fits(small, limit=10**9)  # an ordinary run fits
+    huge = run_estimate((4, 10**8, 3), samples=150, batch_size=16, epochs=80, optimizer="sgd")
+    with pytest.raises(InsufficientMemory, match="more than"):
+        check_fits(huge, limit=10**9)
