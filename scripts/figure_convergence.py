@@ -19,7 +19,7 @@ import click
 import numpy as np
 
 from bptt.studies.bench import benchmark, first_batch_gradients, label
-from bptt.training.io import atomic_write_json
+from bptt.training.files import atomic_write_json
 from bptt.plots.curves import plot_training_curves
 from bptt.training.train import SequenceSetup
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, simulate

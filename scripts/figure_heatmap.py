@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt.training.io import atomic_write_json
+from bptt.training.files import atomic_write_json
 from bptt.plots.curves import plot_state_gradients
 from bptt.engine.tensor import Tensor
 from bptt.training.train import SequenceSetup, train_sequence

@@ -18,7 +18,7 @@ import numpy as np
 
 from bptt.inspect import inspect_batch
 from bptt.plots.animation import animate_inspections
-from bptt.training.io import atomic_write_json
+from bptt.training.files import atomic_write_json
 from tasks import iris
 
 EPOCHS_SHOWN = (0, 1, 2, 5, 10, 20, 40, 80)

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt.training.io import atomic_write_json
+from bptt.training.files import atomic_write_json
 from bptt.nn import RNN
 from bptt.plots.memory import plot_memory_scaling
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, execute, simulate

@@ -19,7 +19,7 @@ import click
 import numpy as np
 
 from bptt.studies.bench import label
-from bptt.training.io import atomic_write_json
+from bptt.training.files import atomic_write_json
 from bptt.nn import RNN
 from bptt.plots.memory import plot_pareto
 from checkpointing import Adaptive, Full, Periodic, Revolve, execute, simulate

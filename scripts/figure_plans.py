@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt.training.io import atomic_write_json
+from bptt.training.files import atomic_write_json
 from bptt.nn import RNN
 from bptt.plots.plans import plot_plans
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, simulate

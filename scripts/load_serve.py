@@ -30,7 +30,7 @@ import click
 import numpy as np
 
 from bptt.serve.process import HOST, ServerProcess
-from bptt.training.io import atomic_write_json
+from bptt.training.files import atomic_write_json
 
 TARGET_P50_MS, TARGET_RATE = 2.0, 500.0
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bptt.training.io import atomic_write_json
+from bptt.training.files import atomic_write_json
 from bptt.training.memory import traced_peak
 from bptt.nn.rnn import RNN
 from bptt.training.optim import Adam

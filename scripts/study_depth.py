@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from bptt.studies.depth import depth_study, markdown_table
-from bptt.training.io import atomic_write_bytes, atomic_write_json
+from bptt.training.files import atomic_write_bytes, atomic_write_json
 
 
 @click.command()

@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from bptt.cli.outputs import is_stdout, write_text
-from bptt.training import io, resources
+from bptt.training import files, io, resources
 from bptt.training.pretrained import save_pretrained
 from bptt.training.memory import format_bytes
 from bptt.studies.bench import benchmark, first_batch_gradients, label, reference_strategy
@@ -247,13 +247,13 @@ def write_output(path, write, *args, **kwargs) -> None:
 
 def write_text_output(path, text: str) -> None:
     """`text` to `path` atomically, or to standard output for `-`."""
-    write_text(path, text, lambda p, t: write_output(p, io.atomic_write_bytes, t.encode()))
+    write_text(path, text, lambda p, t: write_output(p, files.atomic_write_bytes, t.encode()))
 
 
 def write_outputs(options: dict, rows: list[dict], single: bool) -> None:
     """The --json, --csv and --plot outputs of a run (`single`) or a comparison."""
     if options.get("json_path") is not None:
-        write_text_output(options["json_path"], io.dumps_strict(rows[0] if single else rows) + "\n")
+        write_text_output(options["json_path"], files.dumps_strict(rows[0] if single else rows) + "\n")
     if options.get("csv_path") is not None:
         write_text_output(options["csv_path"], _csv(rows))
     if options.get("plot_path") is not None:
@@ -315,7 +315,7 @@ def show_plan(options: dict) -> None:
               "state_bytes": profile.state_bytes[0], "tape_bytes": profile.tape_bytes[0],
               "planning_seconds": seconds}
     if options["json_path"] is not None:
-        write_text_output(options["json_path"], io.dumps_strict(counts) + "\n")
+        write_text_output(options["json_path"], files.dumps_strict(counts) + "\n")
     if not is_stdout(options["json_path"]):
         click.echo("\n".join(f"{k:>16}: {v}" for k, v in counts.items()))
     if options["plot_path"] is not None:

@@ -7,7 +7,7 @@ import click
 from bptt.studies.feedback import compare_classifier, compare_sequence, parse_seeds, \
     parse_variants
 from bptt.cli.commands import aligned_lines, make_setup, write_output
-from bptt.training import io
+from bptt.training import files
 
 DEFAULT_SEEDS = {"iris": "0-9", "digits": "0-4"}
 
@@ -33,7 +33,7 @@ def compare_backwards(options: dict) -> None:
     if not quiet:
         click.echo("\n".join(lines))
     if options.get("json_path") is not None:
-        write_output(options["json_path"], io.atomic_write_json, result)
+        write_output(options["json_path"], files.atomic_write_json, result)
     if options.get("plot_path") is not None:
         from bptt.plots.feedback import plot_feedback_comparison
         write_output(options["plot_path"], plot_feedback_comparison, result)

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bptt.training.io import atomic_write_bytes
+from bptt.training.files import atomic_write_bytes
 from bptt.training.memory import format_bytes
 
 

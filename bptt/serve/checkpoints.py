@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bptt.nn import MLP, Module
-from bptt.training import io
+from bptt.training import files, io
 from bptt.training.pretrained import (CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, Pretrained,
                                       from_pretrained)
 
@@ -132,7 +132,7 @@ def load_checkpoint(directory, name: str | None = None) -> ServedModel:
         pretrained = from_pretrained(directory)
         card = None
         if (directory / CARD_FILE).exists():
-            card = io.read_regular_file(directory / CARD_FILE, MAX_CARD_BYTES,
+            card = files.read_regular_file(directory / CARD_FILE, MAX_CARD_BYTES,
                                         "model card").decode("utf-8", errors="replace")
     except io.ModelFileError as error:
         raise CheckpointError(str(error)) from None

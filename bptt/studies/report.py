@@ -123,7 +123,7 @@ def to_markdown(summary_rows: list[dict]) -> str:
 def write_tables(rows: list[dict], out_dir) -> tuple[list[Path], list[dict]]:
     """Write table.csv and summary.md into `out_dir`: (the paths, the summary rows the figures
     are drawn from, by `bptt.plots.sweep`)."""
-    from bptt.training.io import atomic_write_bytes
+    from bptt.training.files import atomic_write_bytes
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -25,9 +25,8 @@ from typing import Mapping
 
 import numpy as np
 
-from bptt.training.files import (FileReadError, atomic_write_bytes,  # noqa: F401
-                                 atomic_write_files, atomic_write_json, check_replaceable,
-                                 dumps_strict, parse_json, read_regular_file, strict_json)
+from bptt.training.files import (FileReadError, atomic_write_bytes, parse_json,
+                                 read_regular_file, strict_json)
 
 STATE_FILE = "training_state.json"
 STATE_ARRAYS = "training_state-{digest}.safetensors"

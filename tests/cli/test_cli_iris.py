@@ -114,7 +114,7 @@ def test_a_write_that_fails_after_training_is_a_usage_error(tmp_path, monkeypatc
     def refuse(path, data):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("bptt.training.io.atomic_write_bytes", refuse)
+    monkeypatch.setattr("bptt.training.files.atomic_write_bytes", refuse)
     result = invoke("--epochs", "1", "--quiet", "--json", str(tmp_path / "r.json"))
     assert result.exit_code == 2
     assert "cannot write" in result.output and "Permission denied" in result.output

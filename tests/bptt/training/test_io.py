@@ -3,7 +3,8 @@ import os
 import numpy as np
 import pytest
 
-from bptt.training.io import ModelFileError, atomic_write_files, load_arrays, save_arrays
+from bptt.training.files import atomic_write_files
+from bptt.training.io import ModelFileError, load_arrays, save_arrays
 
 
 def test_an_interrupted_write_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch):

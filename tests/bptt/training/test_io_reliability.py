@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from bptt.training import io
-from bptt.training.io import atomic_write_bytes, save_arrays
+from bptt.training.files import atomic_write_bytes
+from bptt.training.io import save_arrays
 
 
 def test_equal_arrays_and_metadata_give_equal_bytes_whatever_safetensors_does(tmp_path):
