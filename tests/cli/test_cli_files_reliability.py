@@ -140,19 +140,23 @@ def test_a_state_directory_in_use_is_refused(tmp_path):
 def test_two_concurrent_processes_on_one_state_dir_one_is_refused(tmp_path):
     state = tmp_path / "s"
     args = [sys.executable, "-m", "bptt.cli", "--task", "adding", "--seq-len", "30", "--hidden",
-            "8", "--batch", "4", "--steps", "400", "--quiet", "--state-dir", str(state),
-            "--overwrite-state"]
-    first = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+            "8", "--batch", "4", "--quiet", "--state-dir", str(state), "--overwrite-state"]
+    # the first run is far too long to finish during the test: it still holds the directory
+    # when the second starts, however fast the machine (stopped below)
+    first = subprocess.Popen(args + ["--steps", "1000000"], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
         while not (state / io.STATE_FILE).exists() and time.time() < deadline:
             time.sleep(0.05)  # the first run holds the lock from before its first save
-        second = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        second = subprocess.run(args + ["--steps", "400"], capture_output=True, text=True,
+                                timeout=120)
+        assert first.poll() is None, first.stderr.read()  # the refusal was the lock's
     finally:
-        first.wait(timeout=300)
-    assert first.returncode == 0, first.stderr.read()
+        first.kill()
+        first.wait(timeout=60)
     assert second.returncode == 2 and "is in use by another run" in second.stderr
-    resumed = run(*args[3:13], "--steps", "401", "--resume", state)  # the state is whole
+    saved = json.loads((state / io.STATE_FILE).read_text())["step"]
+    resumed = run(*args[3:12], "--steps", str(saved + 1), "--resume", state)  # still whole
     assert resumed.exit_code == 0, resumed.output
 
 
