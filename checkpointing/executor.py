@@ -10,8 +10,9 @@ the ledger counts the encoded buffers (`checkpointing.lossy.CodecHooks`).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable
+from typing import Callable, Hashable, Iterable, Iterator
 
 import numpy as np
 
@@ -49,34 +50,41 @@ class _Ledger:
         self.external = {i for i, _ in buffers(external)}
         self.count: dict[Hashable, int] = {}
         self.size: dict[Hashable, int] = {}
-        self.holders: dict[tuple, list[Hashable]] = {}
+        self.holders: dict[tuple, set[Hashable]] = {}
         self.bytes = self.peak = 0
 
     def hold(self, key: tuple, arrays: Iterable) -> None:
-        ids = []
-        count, external = self.count, self.external
+        ids = set()  # a window's thousands of arrays: membership must not scan a list
+        count, size, external = self.count, self.size, self.external
+        added = 0
         for i, nbytes in self.buffers(arrays):
             if i in external or i in ids:
                 continue
-            ids.append(i)
-            n = count.get(i, 0)
-            if n == 0:
-                self.size[i] = nbytes
-                self.bytes += nbytes
-            count[i] = n + 1
+            ids.add(i)
+            n = count.get(i)
+            if n is None:
+                size[i] = nbytes
+                added += nbytes
+                count[i] = 1
+            else:
+                count[i] = n + 1
         self.holders[key] = ids
-        if self.bytes > self.peak:
-            self.peak = self.bytes
+        if added:
+            self.bytes += added
+            if self.bytes > self.peak:
+                self.peak = self.bytes
 
     def release(self, key: tuple) -> None:
-        count = self.count
+        count, size = self.count, self.size
+        freed = 0
         for i in self.holders.pop(key):
             n = count[i] - 1
             if n:
                 count[i] = n
             else:
-                self.bytes -= self.size.pop(i)
+                freed += size.pop(i)
                 del count[i]
+        self.bytes -= freed
 
 
 def execute_online(policy, chain, profile: ChainProfile | None = None) -> Execution:
@@ -110,13 +118,14 @@ def execute_online(policy, chain, profile: ChainProfile | None = None) -> Execut
                              "is true, and there is nothing to differentiate")
         yield from policy.reverse(i)
 
-    try:
-        for k, action in enumerate(actions()):
-            replay.apply(k, action)
-            run.do(action)
-        return run.result(replay.finish())
-    finally:
-        _finish(chain)
+    with _session(chain):
+        try:
+            for k, action in enumerate(actions()):
+                replay.apply(k, action)
+                run.do(action)
+            return run.result(replay.finish())
+        finally:
+            _finish(chain)
 
 
 def execute(plan: Plan, chain, profile: ChainProfile | None = None) -> Execution:
@@ -128,10 +137,17 @@ def execute(plan: Plan, chain, profile: ChainProfile | None = None) -> Execution
     if plan.length != chain.length:
         raise ValueError(f"the plan is for {plan.length} steps but the chain has {chain.length}")
     stats = plan.check() if profile is None else simulate(plan, profile=profile)
-    try:
-        return _Run(chain, getattr(plan, "compression", None)).run(plan, stats)
-    finally:
-        _finish(chain)
+    with _session(chain):
+        try:
+            return _Run(chain, getattr(plan, "compression", None)).run(plan, stats)
+        finally:
+            _finish(chain)
+
+
+def _session(chain):
+    """The chain's context for one whole run (`Chain.session`), or none for chains without."""
+    session = getattr(chain, "session", None)
+    return contextlib.nullcontext() if session is None else session()
 
 
 def _finish(chain) -> None:
@@ -146,6 +162,7 @@ class _Run:
     def __init__(self, chain, compression=None):
         self.chain = chain
         self.codecs = CodecHooks(compression)
+        self.packing = self.codecs.tape_codec is not None  # tapes encoded and decoded
         self.ledger = _Ledger(chain.buffers, chain.external_arrays())
         self.current = chain.initial_state()
         self.slots: dict[int, tuple] = {}
@@ -153,6 +170,7 @@ class _Run:
         self.grad = None  # gradient of the state after the next step to reverse; None is zero
         self.initial_grad = None
         self.loss = 0.0
+        self._handlers = None
         self.ledger.hold(("current",), self.current)
 
     def _set_current(self, state) -> None:
@@ -161,41 +179,75 @@ class _Run:
         self.ledger.hold(("current",), state)
 
     def run(self, plan: Plan, stats: PlanStats) -> Execution:
-        for action in plan:
-            self.do(action)
+        do = self._actions()
+        fuse = getattr(self.chain, "fuses_runs", False) and not self.packing
+        for action in (_windowed(plan) if fuse else plan):
+            do[type(action)](action)
         return self.result(stats)
 
     def do(self, action) -> None:
         """Carry out one (already checked) action."""
-        chain, kind = self.chain, type(action)
-        if kind is Record:
-            tape = chain.record(action.index, self.current)
-            self.tapes[action.index] = tape
-            state = tape.state
+        self._actions()[type(action)](action)
+
+    def _actions(self) -> dict:
+        """Each action type's handler: one table lookup per action, not a chain of tests (at
+        small shapes the executor's own per-step cost is a visible share of the step)."""
+        if self._handlers is None:
+            self._handlers = {Record: self._record, Reverse: self._reverse,
+                              Advance: self._advance, Snapshot: self._snapshot,
+                              Restore: self._restore, Drop: self._drop, Discard: self._discard,
+                              Cut: self._cut, _Window: self._window}
+        return self._handlers
+
+    def _record(self, action: Record) -> None:
+        tape = self.chain.record(action.index, self.current)
+        self.tapes[action.index] = tape
+        state = tape.state
+        if self.packing:
             self.codecs.pack_tape(tape)
-            self.ledger.hold(("tape", action.index), tape.arrays())
-            self._set_current(state)
-        elif kind is Reverse:
-            self._reverse(action)
-        elif kind is Advance:
-            state = self.current
-            for i in range(action.start, action.stop):
-                state = chain.advance(i, state)
-            self._set_current(state)
-        elif kind is Snapshot:
-            kept = self.codecs.encode_state(action.index, self.current)
-            self.slots[action.index] = kept
-            self.ledger.hold(("slot", action.index), self.codecs.buffers(kept))
-        elif kind is Restore:
-            self._set_current(self.codecs.decode_state(self.slots[action.index]))
-        elif kind is Drop:
-            del self.slots[action.index]
-            self.ledger.release(("slot", action.index))
-        elif kind is Discard:
-            del self.tapes[action.index]
-            self.ledger.release(("tape", action.index))
-        elif kind is Cut:
-            self.grad = None
+        self.ledger.hold(("tape", action.index), tape.arrays())
+        self._set_current(state)
+
+    def _advance(self, action: Advance) -> None:
+        state, advance = self.current, self.chain.advance
+        for i in range(action.start, action.stop):
+            state = advance(i, state)
+        self._set_current(state)
+
+    def _snapshot(self, action: Snapshot) -> None:
+        kept = self.codecs.encode_state(action.index, self.current)
+        self.slots[action.index] = kept
+        self.ledger.hold(("slot", action.index), self.codecs.buffers(kept))
+
+    def _restore(self, action: Restore) -> None:
+        self._set_current(self.codecs.decode_state(self.slots[action.index]))
+
+    def _drop(self, action: Drop) -> None:
+        del self.slots[action.index]
+        self.ledger.release(("slot", action.index))
+
+    def _discard(self, action: Discard) -> None:
+        del self.tapes[action.index]
+        self.ledger.release(("tape", action.index))
+
+    def _cut(self, action: Cut) -> None:
+        self.grad = None
+
+    def _window(self, window: "_Window") -> None:
+        """Record and reverse window.start..stop-1 in two chain calls: the same states,
+        losses, gradients and bytes as its Record and Reverse actions one by one."""
+        chain, key = self.chain, ("window", window.start)
+        run = chain.record_run(window.start, window.stop, self.current)
+        self.ledger.hold(key, run.arrays())
+        self._set_current(run.state)
+        for drop in window.drops:
+            self._drop(drop)
+        for value in reversed(run.loss_values):  # added in the order the reverses add them
+            self.loss += value
+        self.grad = chain.reverse_run(run, self.grad)
+        self.ledger.release(key)
+        if window.start == 0:
+            self._reached_start()
 
     def result(self, stats: PlanStats) -> Execution:
         """The outcome, once every action has run."""
@@ -210,14 +262,90 @@ class _Run:
         tape = self.tapes[i]
         if action.with_loss:
             self.loss += tape.loss_value
-        self.codecs.unpack_tape(tape)
+        if self.packing:
+            self.codecs.unpack_tape(tape)
         self.grad = self.chain.reverse(i, tape, self.grad, action.with_loss, action.keep)
-        if action.keep and self.codecs.pack_tape(tape):  # kept for another pass: re-encoded
-            self.ledger.release(("tape", i))
-            self.ledger.hold(("tape", i), tape.arrays())
         if not action.keep:
             del self.tapes[i]
             self.ledger.release(("tape", i))
-        if i == 0:  # every window that reaches state 0 adds to its gradient (truncated BPTT)
-            self.initial_grad = self.grad if self.initial_grad is None else tuple(
-                a + b for a, b in zip(self.initial_grad, self.grad))
+        elif self.packing and self.codecs.pack_tape(tape):  # kept for another pass: re-encoded
+            self.ledger.release(("tape", i))
+            self.ledger.hold(("tape", i), tape.arrays())
+        if i == 0:
+            self._reached_start()
+
+    def _reached_start(self) -> None:
+        """Every reverse that reaches state 0 adds to its gradient (truncated BPTT)."""
+        self.initial_grad = self.grad if self.initial_grad is None else tuple(
+            a + b for a, b in zip(self.initial_grad, self.grad))
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Record(start), ..., Record(stop - 1), the `drops` (slots no longer needed), then at
+    once Reverse(stop - 1), ..., Reverse(start), each with its loss and not kept: what a chain
+    that `fuses_runs` does in two calls (`record_run`, `reverse_run`)."""
+    start: int
+    stop: int
+    drops: tuple = ()
+
+
+_WINDOWED_MEMO = 100_000  # the most items of a plan's windowed actions kept for its next run
+
+
+def _windowed(plan: Plan) -> Iterable:
+    """`_windows(plan)`, remembered on the plan after its first complete run unless longer
+    than `_WINDOWED_MEMO` items: a training loop runs one plan at every step, and grouping
+    its actions again costs about a microsecond per action (full's 2T actions become one
+    window)."""
+    memo = plan._memo
+    kept = memo.get("windows")
+    return kept if kept is not None else _remembering(plan, memo)
+
+
+def _remembering(plan: Plan, memo: dict) -> Iterator:
+    kept = None if memo.get("windows_too_long") else []
+    for item in _windows(plan):
+        if kept is not None:
+            kept.append(item)
+            if len(kept) > _WINDOWED_MEMO:
+                kept, memo["windows_too_long"] = None, True
+        yield item
+    if kept is not None:
+        memo["windows"] = tuple(kept)
+
+
+def _windows(actions: Iterable) -> Iterator:
+    """The actions, each window of two or more steps recorded and at once reversed whole
+    (slots may be dropped in between) replaced by one `_Window`; everything else (single
+    steps, kept or loss-free reverses, windows interrupted or partly reversed) passes through
+    unchanged, in order."""
+    it = iter(actions)
+    action = next(it, None)
+    while action is not None:
+        if type(action) is not Record:
+            yield action
+            action = next(it, None)
+            continue
+        records = [action]
+        action = next(it, None)
+        while type(action) is Record and action.index == records[-1].index + 1:
+            records.append(action)
+            action = next(it, None)
+        drops = []  # `checkpoint` drops a segment's slot once the segment is recorded
+        while type(action) is Drop:
+            drops.append(action)
+            action = next(it, None)
+        reverses = []
+        expected = records[-1].index
+        while (len(reverses) < len(records) and type(action) is Reverse
+               and action.index == expected and action.with_loss and not action.keep):
+            reverses.append(action)
+            expected -= 1
+            action = next(it, None)
+        if len(records) > 1 and len(reverses) == len(records):
+            yield _Window(records[0].index, records[-1].index + 1, tuple(drops))
+        else:
+            yield from records
+            yield from drops
+            yield from reverses

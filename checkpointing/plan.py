@@ -179,6 +179,7 @@ class Plan:
     exact: bool = True
     counts: "PlanStats | None" = field(default=None, repr=False, compare=False)
     _stats: "PlanStats | None" = field(default=None, init=False, repr=False, compare=False)
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # executor's
 
     def __post_init__(self):
         if not callable(self.actions):

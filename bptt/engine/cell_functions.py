@@ -276,28 +276,63 @@ class GRUStep(_FusedStep):
 
 
 # --- the read-out and its loss as one node --------------------------------------------------------
-def readout_mse(h: np.ndarray, W: np.ndarray, b: np.ndarray, target: np.ndarray,
-                scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """(loss, diff) for y = h W + b: loss = scale * mean((y - target)^2), diff = y - target.
+def readout_errors(h: np.ndarray, W: np.ndarray, b: np.ndarray,
+                   target: np.ndarray) -> np.ndarray:
+    """diff = h W + b - target for h (..., H), W (H, O), target (..., O), over any leading axes.
+
+    The bits of each row do not depend on how many rows are computed together, so n steps
+    read out at once give exactly the numbers of each step read out alone: with one output
+    column the product is an elementwise product and a row sum (a GEMM of one column may
+    take another kernel for more rows), with more columns a stacked matmul, one GEMM per
+    leading index.
+    """
+    if W.shape[1] == 1:
+        diff = np.multiply(h, W[:, 0]).sum(axis=-1, keepdims=True)
+    else:
+        diff = np.matmul(h, W)
+    diff += b
+    diff -= target
+    return diff
+
+
+def readout_mse_steps(h: np.ndarray, W: np.ndarray, b: np.ndarray, target: np.ndarray,
+                      scale: float, guarded: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(losses (n,), diff (n, B, O)) for n steps read out at once: h (n, B, H), target
+    (n, B, O); step t's loss is scale * mean((h_t W + b - target_t)^2) over its B x O numbers.
 
     Raises FloatingPointError naming where the inputs are NaN/Inf, as `mse_loss` does.
+    `guarded=False` is for a caller that already ignores NumPy's overflow and invalid warnings
+    (a chain inside its `session`): entering an `np.errstate` costs about as much as a small
+    step's read-out.
     """
-    with np.errstate(invalid="ignore", over="ignore"):  # reported below, naming the input
-        diff = h @ W
-        diff += b
-        diff -= target
-        flat = diff.reshape(-1)
-        loss = np.dot(flat, flat) * (scale / flat.size)
-    if not math.isfinite(loss):
+    if guarded:
+        with np.errstate(invalid="ignore", over="ignore"):  # reported below, naming the input
+            return readout_mse_steps(h, W, b, target, scale, guarded=False)
+    diff = readout_errors(h, W, b, target)
+    flat = diff.reshape(diff.shape[0], -1)
+    losses = (flat * flat).sum(axis=1)
+    losses *= scale / flat.shape[1]
+    if not math.isfinite(losses.max()):  # losses are >= 0: the max is NaN or Inf if any is
+        if len(h) == 1:  # one step: name positions within it
+            h, target = h[0], target[0]
         with np.errstate(invalid="ignore", over="ignore"):
             prediction = h @ W + b
         raise non_finite_error("mse_loss", prediction=prediction, target=target)
-    return np.asarray(loss, dtype=diff.dtype), diff
+    return losses, diff
 
 
-def readout_mse_grad(diff: np.ndarray, scale: float, g=1.0) -> np.ndarray:
-    """dL/dy for `readout_mse`'s loss L scaled by the upstream gradient `g`: 2 g scale diff / n."""
-    return diff * (2 * scale * g / diff.size)
+def readout_mse(h: np.ndarray, W: np.ndarray, b: np.ndarray, target: np.ndarray,
+                scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(loss, diff) for one step, h (B, H): `readout_mse_steps` of a run of one."""
+    losses, diff = readout_mse_steps(h[None], W, b, target[None], scale)
+    return np.asarray(losses[0]), diff[0]
+
+
+def readout_mse_grad(diff: np.ndarray, scale: float, g=1.0, out=None) -> np.ndarray:
+    """dL/dy for `readout_mse`'s loss L scaled by the upstream gradient `g`: 2 g scale diff / n,
+    n = B x O, the numbers of one step; `diff` is one step's (B, O) or n steps' (n, B, O)
+    (into `out` if given)."""
+    return np.multiply(diff, 2 * scale * g / (diff.shape[-2] * diff.shape[-1]), out=out)
 
 
 class ReadoutMSE(Function):

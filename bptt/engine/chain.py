@@ -11,6 +11,8 @@ The executor needs these of a chain, all in `Chain`:
     reverse(i, tape, grad, with_loss) -> the gradient of state i; parameter gradients accumulate
     profile()                        -> the sizes a planner needs (`ChainProfile`)
     finish()                         -> called once a plan has run: gradients are complete
+    session()                        -> a context manager the executor holds open around a
+                                        whole run (default: none), for per-run settings
     external_arrays()                -> arrays that exist whatever the plan: never counted
     buffers(arrays)                  -> (identity, nbytes) of the buffer behind each array,
                                         for the executor's byte count (NumPy here; a chain of
@@ -25,9 +27,10 @@ operations, and recording is the engine's own graph of that one step.
 """
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -96,6 +99,13 @@ class Chain(ABC):
         """Called by the executor once a plan has run (or stopped): a chain that defers part of
         its parameter gradients (to add them up over blocks of steps) adds the rest now."""
 
+    def session(self):
+        """A context manager the executor enters once around a whole run, before the first
+        action and after `finish`: for settings a chain's steps rely on that are too costly
+        to set per step (`bptt.nn.rnn.FusedSequenceChain` ignores NumPy's floating-point
+        warnings there, its read-out reporting non-finite losses itself). Default: nothing."""
+        return contextlib.nullcontext()
+
     def external_arrays(self) -> list[np.ndarray]:
         """Arrays that exist whatever the strategy (inputs, targets, parameters): not cache.
 
@@ -109,13 +119,16 @@ class Chain(ABC):
         """
         return list(_held_arrays(getattr(self, "__dict__", {}).values()))
 
-    def buffers(self, arrays: Iterable[np.ndarray]) -> Iterator[tuple[int, int]]:
+    def buffers(self, arrays: Iterable[np.ndarray]) -> list[tuple[int, int]]:
         """(identity, nbytes) of the buffer each array keeps alive: the array that owns its
         data, so that views of one buffer count once in the executor's byte ledger."""
+        found = []
         for a in arrays:
-            while isinstance(a.base, np.ndarray):
-                a = a.base
-            yield id(a), a.nbytes
+            base = a.base
+            while isinstance(base, np.ndarray):
+                a, base = base, base.base
+            found.append((id(a), a.nbytes))
+        return found
 
 
 class TapedChain(Chain):

@@ -47,13 +47,17 @@ def test_an_invalid_plan_is_still_refused_before_any_step_runs():
     assert ran == []
 
 
-def test_the_chain_is_told_the_plan_finished_even_when_a_step_fails():
+@pytest.mark.parametrize("fused", [False, True], ids=["step_by_step", "windows"])
+def test_the_chain_is_told_the_plan_finished_even_when_a_step_fails(fused):
     model, inputs, targets = problem()
     chain = model.chain(inputs, targets)
+    assert chain.fuses_runs  # full's one window goes through reverse_run
+    chain.fuses_runs = fused
     plan = Full().plan(chain.profile())
     finished = []
     chain.finish = lambda: finished.append(True)
-    chain.reverse = lambda *a, **k: (_ for _ in ()).throw(FloatingPointError("boom"))
+    failing = lambda *a, **k: (_ for _ in ()).throw(FloatingPointError("boom"))  # noqa: E731
+    setattr(chain, "reverse_run" if fused else "reverse", failing)
     with pytest.raises(FloatingPointError, match="boom"):
         execute(plan, chain)
     assert finished == [True]

@@ -29,6 +29,15 @@ def counted(chain):
             chain.calls += 1
             return _step(*args, **kwargs)
         setattr(chain, name, count)
+    if getattr(chain, "fuses_runs", False):  # a window is its steps, recorded and reversed
+        def record_run(start, stop, state, _run=chain.record_run):
+            chain.calls += stop - start
+            return _run(start, stop, state)
+
+        def reverse_run(run, grad, _reverse=chain.reverse_run):
+            chain.calls += len(run.caches)
+            return _reverse(run, grad)
+        chain.record_run, chain.reverse_run = record_run, reverse_run
     return chain
 
 
@@ -191,8 +200,9 @@ def test_a_random_action_stream_is_refused_before_any_step(data):
 def test_the_counting_chain_sees_every_step_of_a_plan_that_runs():
     model = RNN("rnn", 1, 2, 1, np.random.default_rng(0), dtype=np.float64)
     inputs, targets = np.ones((5, 1, 1)), np.ones((5, 1, 1))
-    plan = Revolve(2).plan(model.chain(inputs, targets).profile())
-    stats = simulate(plan)
-    chain = counted(model.chain(inputs, targets))
-    execute(plan, chain)
-    assert chain.calls == stats.forward_steps + stats.reversed_steps > 10
+    for strategy in (Revolve(2), Full()):  # mostly single steps; one window
+        plan = strategy.plan(model.chain(inputs, targets).profile())
+        stats = simulate(plan)
+        chain = counted(model.chain(inputs, targets))
+        execute(plan, chain)
+        assert chain.calls == stats.forward_steps + stats.reversed_steps >= 10

@@ -51,6 +51,7 @@ def poisoned(chain, at=2):
         return tuple(np.full_like(a, np.nan) for a in result) if i == at else result
 
     chain.reverse = poison
+    chain.fuses_runs = False  # step by step, so that the poisoned reverse is the one called
     return chain
 
 
