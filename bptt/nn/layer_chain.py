@@ -38,6 +38,8 @@ class LayerChain(TapedChain):
         self._parameters = mlp.parameters() if parameters is None else parameters
         self.direct = DirectError()  # dfa: the output error of this chain's reverse sweep
         self.training_step = step
+        self._node = ACTIVATION_NODES[mlp.activation]  # looked up once, not once per layer
+        self._masked = step is not None and bool(mlp.dropout.p)
 
     def initial_state(self):
         return (self.inputs,)
@@ -57,16 +59,15 @@ class LayerChain(TapedChain):
     def _mask(self, i: int, x: np.ndarray) -> np.ndarray | None:
         """The dropout mask (scale factors) on layer i's input, or None: only before the
         head, only in training (a step given), drawn from (seed, step, layer)."""
-        dropout = self.mlp.dropout
-        if i < self.length - 1 or self.training_step is None or not dropout.p:
+        if not self._masked or i < self.length - 1:
             return None
-        return dropout.mask(x.shape, x.dtype, self.training_step, call=i)
+        return self.mlp.dropout.mask(x.shape, x.dtype, self.training_step, call=i)
 
     def advance(self, i, state):
         mask = self._mask(i, state[0])
         z = self.mlp.affine(i, state[0] if mask is None else state[0] * mask)
         if i < self.length - 1:
-            return (ACTIVATION_NODES[self.mlp.activation]().run(z),)
+            return (self._node().run(z),)
         return (z,)
 
     def record(self, i, state):
@@ -75,7 +76,7 @@ class LayerChain(TapedChain):
         used = x if mask is None else x * mask
         z = self.mlp.affine(i, used)
         if i < self.length - 1:
-            node = ACTIVATION_NODES[self.mlp.activation]()
+            node = self._node()
             return _LayerTape(x, node.run(z), node)
         node = losses.SoftmaxCrossEntropy()
         tape = _LayerTape(x, z, node, mask, used)
@@ -95,12 +96,11 @@ class LayerChain(TapedChain):
         if dz is None:
             return (np.zeros_like(tape.inputs[0]),)
         layer = self.mlp.layers[i]
-        for p, g in ((layer.weight, tape.used.T @ dz), (layer.bias, dz.sum(axis=0))):
-            if p.requires_grad:
-                if p.grad is None:
-                    p.grad = g
-                else:
-                    p.grad += g
+        weight, bias = layer.weight, layer.bias
+        if weight.requires_grad:
+            _accumulate(weight, tape.used.T @ dz)
+        if bias.requires_grad:
+            _accumulate(bias, dz.sum(axis=0))
         dx = input_error(self.mlp, i, dz, self.direct, tape.inputs[0])
         return (dx if tape.mask is None else dx * tape.mask,)
 
@@ -109,6 +109,13 @@ class LayerChain(TapedChain):
         sizes = [self.measure_step(i, (np.zeros((batch, width), dtype),))
                  for i, width in enumerate(self.mlp.sizes[:-1])]
         return ChainProfile(self.length, [s for s, _ in sizes], [t for _, t in sizes])
+
+
+def _accumulate(p, g: np.ndarray) -> None:
+    if p.grad is None:
+        p.grad = g
+    else:
+        p.grad += g
 
 
 class _LayerTape:
