@@ -131,6 +131,8 @@ class _LayerTape:
 
     def arrays(self) -> list[np.ndarray]:
         """Every array this tape keeps alive."""
-        extra = [] if self.mask is None else [self.mask, self.used]
-        return [*self.inputs, *self.state, *extra,
-                *(a for a in self.node.saved if isinstance(a, np.ndarray))]
+        found = [self.inputs[0], self.state[0]]
+        if self.mask is not None:
+            found += (self.mask, self.used)
+        found += [a for a in self.node.saved if isinstance(a, np.ndarray)]
+        return found
