@@ -13,6 +13,7 @@ from bptt.engine.tensor import Function, Tensor
 
 
 # --- the nodes --------------------------------------------------------------------------------------
+_max, _sum = np.maximum.reduce, np.add.reduce
 def non_finite_error(op: str, **arrays: np.ndarray) -> FloatingPointError:
     """The error for a loss that came out NaN/Inf, naming the input that caused it (slow path)."""
     for what, array in arrays.items():
@@ -46,11 +47,13 @@ class SoftmaxCrossEntropy(Function):
             k = int(np.argmax(bad))
             raise ValueError(f"softmax_cross_entropy: labels must be in [0, {c}), "
                              f"got {labels[k]} at position {k}")
+        # The ufuncs' reductions called directly: what .max(), .sum() and .mean() compute
+        # (mean is the sum divided by n), without their Python wrappers, which cost as much as
+        # the arithmetic on a minibatch.
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            shifted = logits - logits.max(axis=1, keepdims=True)  # log-sum-exp trick
-            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            # sum / n is what mean() computes (the same reduction, then one division)
-            loss = -(log_probs[np.arange(n), labels].sum() / n)
+            shifted = logits - _max(logits, axis=1, keepdims=True)  # log-sum-exp trick
+            log_probs = shifted - np.log(_sum(np.exp(shifted), axis=1, keepdims=True))
+            loss = -(_sum(log_probs[np.arange(n), labels]) / n)
         if not math.isfinite(loss):
             raise non_finite_error("softmax_cross_entropy", logits=logits)
         self.save(np.exp(log_probs), labels)
