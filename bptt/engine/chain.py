@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -109,16 +109,13 @@ class Chain(ABC):
         """
         return list(_held_arrays(getattr(self, "__dict__", {}).values()))
 
-    def buffers(self, arrays: Iterable[np.ndarray]) -> list[tuple[int, int]]:
+    def buffers(self, arrays: Iterable[np.ndarray]) -> Iterator[tuple[int, int]]:
         """(identity, nbytes) of the buffer each array keeps alive: the array that owns its
         data, so that views of one buffer count once in the executor's byte ledger."""
-        found = []  # a list, not a generator: the ledger asks at every action of every step
         for a in arrays:
-            base = a.base
-            while isinstance(base, np.ndarray):
-                a, base = base, base.base
-            found.append((id(a), a.nbytes))
-        return found
+            while isinstance(a.base, np.ndarray):
+                a = a.base
+            yield id(a), a.nbytes
 
 
 class TapedChain(Chain):
