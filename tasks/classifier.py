@@ -13,13 +13,12 @@ import time
 
 import numpy as np
 
-from bptt import no_grad
 from bptt.engine import losses
 from bptt.nn import MLP
 from bptt.nn.feedback import attach_feedback, check_variant, trainable_parameters
 from bptt.nn.layer_chain import LayerChain
 from bptt.training.resources import RunEstimate
-from bptt.training.train import make_optimizer, train_step
+from bptt.training.train import kept_plan, make_optimizer, train_step
 from checkpointing.full import Full
 from checkpointing.plan import ChainProfile
 from checkpointing.truncated import Truncated
@@ -59,11 +58,11 @@ class ClassifierRun:
 
 
 def evaluate(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of `model` on (x, y), recording no graph."""
-    with no_grad():
-        logits = model(x)
-        loss = losses.softmax_cross_entropy(logits, y)
-    return loss.item(), float(np.mean(np.argmax(logits.data, axis=1) == y))
+    """(mean cross-entropy, accuracy) of `model` on (x, y), on arrays (`MLP.logits`: no graph,
+    no dropout; the same numbers as `model(x)` under `no_grad`)."""
+    logits = model.logits(x)
+    loss = losses.SoftmaxCrossEntropy().run(logits, y)
+    return float(loss), float(np.mean(np.argmax(logits, axis=1) == y))
 
 
 def run_estimate(sizes: Sequence[int], samples: int, batch_size: int, epochs: int,
@@ -114,6 +113,7 @@ def train_classifier(data, sizes: Sequence[int], seed: int = 42, epochs: int = 8
     model = attach_feedback(MLP(sizes, "tanh", rng=init_rng, dropout=dropout), backward,
                             init_rng, **(feedback_options or {}))
     params = trainable_parameters(model)
+    every_parameter = model.parameters()  # what each batch's chain names as external: one walk
     run = ClassifierRun(model, data, recipe={
         "optimizer": optimizer, "lr": lr, "batch": batch_size, "epochs": epochs, "seed": seed,
         "clip": clip, "loss": "mean softmax cross-entropy", "dropout": dropout,
@@ -130,7 +130,8 @@ def train_classifier(data, sizes: Sequence[int], seed: int = 42, epochs: int = 8
         order = shuffle_rng.permutation(n)
         for start in range(0, n, batch_size):
             batch = order[start:start + batch_size]
-            chain = LayerChain(model, data.x_train[batch], data.y_train[batch], step=step)
+            chain = LayerChain(model, data.x_train[batch], data.y_train[batch], step=step,
+                               parameters=every_parameter)
             if len(batch) not in plans:
                 profile = chain.profile()
                 chosen = (strategy or (lambda _: Full()))(profile)
@@ -138,7 +139,7 @@ def train_classifier(data, sizes: Sequence[int], seed: int = 42, epochs: int = 8
                     raise ValueError("backward variant 'dfa' cannot run under the truncated "
                                      "strategy: every layer needs the output error, which a "
                                      "truncated window does not reach; use an exact strategy")
-                plans[len(batch)] = chosen.plan(profile)
+                plans[len(batch)] = kept_plan(chosen.plan(profile))
             started = time.perf_counter()
             result = train_step(plans[len(batch)], chain, params, optimizer, step=step,
                                 clip=clip, on_nonfinite=on_nonfinite, feedback=feedback)

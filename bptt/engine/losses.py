@@ -5,12 +5,15 @@ and names the NaN/Inf input when the loss comes out non-finite.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from bptt.engine.tensor import Function, Tensor
 
 
 # --- the nodes --------------------------------------------------------------------------------------
+_max, _sum = np.maximum.reduce, np.add.reduce
 def non_finite_error(op: str, **arrays: np.ndarray) -> FloatingPointError:
     """The error for a loss that came out NaN/Inf, naming the input that caused it (slow path)."""
     for what, array in arrays.items():
@@ -33,22 +36,25 @@ class SoftmaxCrossEntropy(Function):
                              f"got {logits.shape}")
         n, c = logits.shape
         labels = np.asarray(labels)
-        if not np.issubdtype(labels.dtype, np.integer):
+        if labels.dtype.kind not in "iu":  # signed or unsigned integers (not bool)
             raise TypeError(f"softmax_cross_entropy: labels must be integer class indices, "
                             f"got dtype {labels.dtype}")
         if labels.shape != (n,) or n == 0:
             raise ValueError(f"softmax_cross_entropy: labels must have shape (N,) = ({n},) "
                              f"with N >= 1, got {labels.shape}")
-        bad = (labels < 0) | (labels >= c)
-        if bad.any():
+        if labels.min() < 0 or labels.max() >= c:  # two reductions, no temporaries
+            bad = (labels < 0) | (labels >= c)
             k = int(np.argmax(bad))
             raise ValueError(f"softmax_cross_entropy: labels must be in [0, {c}), "
                              f"got {labels[k]} at position {k}")
+        # The ufuncs' reductions called directly: what .max(), .sum() and .mean() compute
+        # (mean is the sum divided by n), without their Python wrappers, which cost as much as
+        # the arithmetic on a minibatch.
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            shifted = logits - logits.max(axis=1, keepdims=True)  # log-sum-exp trick
-            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            loss = -log_probs[np.arange(n), labels].mean()
-        if not np.isfinite(loss):
+            shifted = logits - _max(logits, axis=1, keepdims=True)  # log-sum-exp trick
+            log_probs = shifted - np.log(_sum(np.exp(shifted), axis=1, keepdims=True))
+            loss = -(_sum(log_probs[np.arange(n), labels]) / n)
+        if not math.isfinite(loss):
             raise non_finite_error("softmax_cross_entropy", logits=logits)
         self.save(np.exp(log_probs), labels)
         return np.asarray(loss, dtype=logits.dtype)

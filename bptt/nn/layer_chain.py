@@ -5,13 +5,9 @@ import numpy as np
 
 from bptt.engine import losses
 from bptt.engine.chain import TapedChain
-from bptt.engine.functions import ReLU, Sigmoid, Tanh
 from bptt.nn.feedback import DirectError, input_error, layer_forward
-from bptt.nn.linear import ACTIVATIONS, MLP
+from bptt.nn.linear import ACTIVATION_NODES, ACTIVATIONS, MLP
 from checkpointing.plan import ChainProfile
-
-# The engine's node of each activation, run on arrays (its backward is the one formula).
-ACTIVATION_NODES = {"tanh": Tanh, "relu": ReLU, "sigmoid": Sigmoid}
 
 
 class LayerChain(TapedChain):
@@ -29,17 +25,21 @@ class LayerChain(TapedChain):
     the head): the same bytes, and the same gradients to rounding as `mlp`'s own backward.
     `step` (the engine's graph of one layer) remains for whole-graph use.
     A model with a backward variant (`bptt.nn.feedback`) forms its layers' errors by it.
+    `parameters`: `mlp.parameters()` if the caller already has it (a training loop walks the
+    model once per run, not once per batch); they are the arrays `external_arrays` names.
     """
 
     def __init__(self, mlp: MLP, inputs: np.ndarray, labels: np.ndarray,
-                 step: int | None = None):
+                 step: int | None = None, parameters: list | None = None):
         if inputs.ndim != 2 or inputs.shape[1] != mlp.sizes[0]:
             raise ValueError(f"inputs must have shape (batch, {mlp.sizes[0]}), got {inputs.shape}")
         self.mlp, self.inputs, self.labels = mlp, inputs, labels
         self.length = len(mlp.layers)
-        self._parameters = mlp.parameters()  # one walk per chain, not one per call
+        self._parameters = mlp.parameters() if parameters is None else parameters
         self.direct = DirectError()  # dfa: the output error of this chain's reverse sweep
         self.training_step = step
+        self._node = ACTIVATION_NODES[mlp.activation]  # looked up once, not once per layer
+        self._masked = step is not None and bool(mlp.dropout.p)
 
     def initial_state(self):
         return (self.inputs,)
@@ -56,37 +56,27 @@ class LayerChain(TapedChain):
             return (ACTIVATIONS[self.mlp.activation](z),), None
         return (z,), (losses.softmax_cross_entropy(z, self.labels) if need_loss else None)
 
-    def _affine(self, i: int, x: np.ndarray) -> np.ndarray:
-        layer = self.mlp.layers[i]
-        if x.dtype != layer.weight.dtype:
-            raise TypeError(f"layer {i}: input has dtype {x.dtype} but the MLP is "
-                            f"{layer.weight.dtype}")
-        z = x @ layer.weight.data
-        z += layer.bias.data
-        return z
-
     def _mask(self, i: int, x: np.ndarray) -> np.ndarray | None:
         """The dropout mask (scale factors) on layer i's input, or None: only before the
         head, only in training (a step given), drawn from (seed, step, layer)."""
-        dropout = self.mlp.dropout
-        if i < self.length - 1 or self.training_step is None or not dropout.p:
+        if not self._masked or i < self.length - 1:
             return None
-        return dropout.mask(x.shape, x.dtype, self.training_step, call=i)
+        return self.mlp.dropout.mask(x.shape, x.dtype, self.training_step, call=i)
 
     def advance(self, i, state):
         mask = self._mask(i, state[0])
-        z = self._affine(i, state[0] if mask is None else state[0] * mask)
+        z = self.mlp.affine(i, state[0] if mask is None else state[0] * mask)
         if i < self.length - 1:
-            return (ACTIVATION_NODES[self.mlp.activation]().run(z),)
+            return (self._node().run(z),)
         return (z,)
 
     def record(self, i, state):
         x = state[0]
         mask = self._mask(i, x)
         used = x if mask is None else x * mask
-        z = self._affine(i, used)
+        z = self.mlp.affine(i, used)
         if i < self.length - 1:
-            node = ACTIVATION_NODES[self.mlp.activation]()
+            node = self._node()
             return _LayerTape(x, node.run(z), node)
         node = losses.SoftmaxCrossEntropy()
         tape = _LayerTape(x, z, node, mask, used)
@@ -106,12 +96,11 @@ class LayerChain(TapedChain):
         if dz is None:
             return (np.zeros_like(tape.inputs[0]),)
         layer = self.mlp.layers[i]
-        for p, g in ((layer.weight, tape.used.T @ dz), (layer.bias, dz.sum(axis=0))):
-            if p.requires_grad:
-                if p.grad is None:
-                    p.grad = g
-                else:
-                    p.grad += g
+        weight, bias = layer.weight, layer.bias
+        if weight.requires_grad:
+            _accumulate(weight, tape.used.T @ dz)
+        if bias.requires_grad:
+            _accumulate(bias, dz.sum(axis=0))
         dx = input_error(self.mlp, i, dz, self.direct, tape.inputs[0])
         return (dx if tape.mask is None else dx * tape.mask,)
 
@@ -120,6 +109,13 @@ class LayerChain(TapedChain):
         sizes = [self.measure_step(i, (np.zeros((batch, width), dtype),))
                  for i, width in enumerate(self.mlp.sizes[:-1])]
         return ChainProfile(self.length, [s for s, _ in sizes], [t for _, t in sizes])
+
+
+def _accumulate(p, g: np.ndarray) -> None:
+    if p.grad is None:
+        p.grad = g
+    else:
+        p.grad += g
 
 
 class _LayerTape:
@@ -135,6 +131,8 @@ class _LayerTape:
 
     def arrays(self) -> list[np.ndarray]:
         """Every array this tape keeps alive."""
-        extra = [] if self.mask is None else [self.mask, self.used]
-        return [*self.inputs, *self.state, *extra,
-                *(a for a in self.node.saved if isinstance(a, np.ndarray))]
+        found = [self.inputs[0], self.state[0]]
+        if self.mask is not None:
+            found += (self.mask, self.used)
+        found += [a for a in self.node.saved if isinstance(a, np.ndarray)]
+        return found

@@ -154,22 +154,31 @@ class Adam(Optimizer):
 
 def grad_norm(params: Iterable[Tensor]) -> float:
     """The global L2 norm of all the parameters' gradients together, computed in float64
-    (parameters without a gradient count as zero). NaN or Inf if a gradient is not finite."""
-    grads = [p.grad for p in params if p.grad is not None]
-    return math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+    (parameters without a gradient count as zero). NaN or Inf if a gradient is not finite, so
+    a finite norm also says that every gradient is finite (one pass serves both checks)."""
+    total = 0.0
+    for p in params:
+        g = p.grad
+        if g is not None:  # the ufunc's own reduce: np.sum's result, without its wrapper
+            total += float(_add_reduce(np.square(g, dtype=np.float64), axis=None))
+    return math.sqrt(total)
 
 
-def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
+_add_reduce = np.add.reduce
+
+
+def clip_grad_norm(params: Iterable[Tensor], max_norm: float, norm: float | None = None) -> float:
     """Scale all gradients together so their global L2 norm is at most `max_norm`.
 
-    Returns the norm before clipping (`grad_norm`). The direction of the joint gradient is
-    kept, unlike per-element clipping (Pascanu et al., 2013). A non-finite norm is returned
-    without touching the gradients, so the caller can see and skip the step.
+    Returns the norm before clipping (`grad_norm`; pass it as `norm` if it is already known
+    for these gradients, to save a pass). The direction of the joint gradient is kept, unlike
+    per-element clipping (Pascanu et al., 2013). A non-finite norm is returned without
+    touching the gradients, so the caller can see and skip the step.
     """
     max_norm = _positive("max_norm", max_norm)
     params = list(params)
     grads = [p.grad for p in params if p.grad is not None]
-    total = grad_norm(params)
+    total = grad_norm(params) if norm is None else norm
     if math.isfinite(total) and total > max_norm:
         scale = max_norm / total
         for g in grads:

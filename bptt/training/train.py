@@ -108,6 +108,21 @@ def run_plan(plan, chain) -> Execution:
     return run(chain) if run is not None else execute(plan, chain)
 
 
+SHORT_PLAN = 256  # steps: a plan this short is kept as a tuple of actions by `kept_plan`
+
+
+def kept_plan(plan):
+    """`plan` with its actions generated once and kept as a tuple, if it is a checkpointing
+    `Plan` of at most `SHORT_PLAN` steps; otherwise `plan` itself. A training loop runs one
+    plan at every step: for a short chain (an MLP's few layers) regenerating the actions each
+    time costs more than the steps they run (~1 µs per action), and a short tuple costs
+    nothing to keep. Long plans stay lazy (their actions would not fit in memory at T = 10^6).
+    """
+    if isinstance(plan, Plan) and callable(plan.actions) and plan.length <= SHORT_PLAN:
+        return dataclasses.replace(plan, actions=tuple(plan))
+    return plan
+
+
 def _reference_grads(reference: Plan, chain, params) -> list:
     for p in params:
         p.zero_grad()
@@ -136,9 +151,14 @@ def train_step(plan: Plan, chain, params, optimizer: Optimizer, *, step: int = 0
         p.zero_grad()
     try:
         run = run_plan(plan, chain)
-        problem = nonfinite_problem(run.loss, params)
     except FloatingPointError as error:  # a loss that refuses a non-finite value mid-sweep
-        run, problem = None, str(error)
+        run, problem, norm = None, str(error), float("nan")
+    else:
+        # One pass over the gradients: a finite norm means every one is finite; only a
+        # non-finite one (or loss) needs the per-parameter look that names the culprit.
+        norm = grad_norm(params)
+        problem = None if math.isfinite(norm) and math.isfinite(run.loss) else \
+            nonfinite_problem(run.loss, params)
     if problem is not None:
         message = (f"step {step}: {problem}; the update was not applied, parameters and "
                    f"optimiser state are as before the step")
@@ -148,15 +168,16 @@ def train_step(plan: Plan, chain, params, optimizer: Optimizer, *, step: int = 0
             raise NonFiniteError(message + " (lower the learning rate, clip gradients, or "
                                            "skip such steps)")
         warnings.warn(message, RuntimeWarning, stacklevel=2)
-        norm = grad_norm(params) if run is not None else float("nan")
         for p in params:
             p.zero_grad()
         return StepResult(run, True, norm)
     errors = (float("nan"), float("nan")) if expected is None else gradient_error(
         [np.zeros_like(p.data) if p.grad is None else p.grad for p in params], expected)
     if feedback is not None:
-        feedback.before_update()
-    norm = grad_norm(params) if clip is None else clip_grad_norm(params, clip)
+        feedback.before_update()  # kp gives its matrices their gradients: the norm changes
+        norm = grad_norm(params)
+    if clip is not None:
+        clip_grad_norm(params, clip, norm=norm)
     optimizer.step()
     if feedback is not None:
         feedback.after_update()

@@ -134,3 +134,16 @@ def test_a_classifier_run_is_estimated_from_its_sizes_and_refused_when_too_large
     huge = run_estimate((4, 10**8, 3), samples=150, batch_size=16, epochs=80, optimizer="sgd")
     with pytest.raises(InsufficientMemory, match="more than"):
         check_fits(huge, limit=10**9)
+
+
+def test_evaluation_on_arrays_gives_the_graphs_numbers_bit_for_bit(data):
+    from bptt import no_grad
+    from bptt.engine import losses
+    from tasks.classifier import evaluate
+    model = iris.build_model(np.random.default_rng(5), dropout=0.3)
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        with no_grad():
+            logits = model(x)
+            loss = losses.softmax_cross_entropy(logits, y).item()
+        accuracy = float(np.mean(np.argmax(logits.data, axis=1) == y))
+        assert evaluate(model, x, y) == (loss, accuracy)

@@ -179,6 +179,21 @@ def test_cross_entropy_is_stable_for_huge_logits():
     np.testing.assert_allclose(loss.item(), (0.0 + 2000.0) / 2)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_is_the_log_sum_exp_mean_bit_for_bit(dtype):
+    # The loss is summed then divided (cheaper than mean()): the same bits as mean(), in both
+    # precisions (float32 keeps float32, as mean() does).
+    rng = np.random.default_rng(4)
+    for n, c in ((1, 2), (7, 3), (16, 3), (120, 3), (33, 10)):
+        logits = (rng.standard_normal((n, c)) * rng.uniform(0.1, 30)).astype(dtype)
+        labels = rng.integers(0, c, n)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        expected = np.asarray(-log_probs[np.arange(n), labels].mean(), dtype=dtype)
+        loss = losses.softmax_cross_entropy(Tensor(logits), labels).data
+        assert loss.dtype == dtype and loss.tobytes() == expected.tobytes()
+
+
 def test_cross_entropy_accepts_any_integer_label_dtype():
     loss = losses.softmax_cross_entropy(Tensor(normal(2, 3)), np.array([2, 1], dtype=np.uint8))
     assert np.isfinite(loss.item())

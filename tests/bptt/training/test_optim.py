@@ -5,7 +5,7 @@ import pytest
 
 from bptt import Tensor
 from bptt.nn import Parameter
-from bptt.training.optim import SGD, Adam, clip_grad_norm
+from bptt.training.optim import SGD, Adam, clip_grad_norm, grad_norm
 
 
 def param(values, grad=None, dtype=np.float64):
@@ -169,3 +169,14 @@ def test_clip_grad_norm_leaves_non_finite_gradients_for_the_caller():
 def test_clip_grad_norm_validates_max_norm():
     with pytest.raises(ValueError, match="max_norm must be a finite number > 0, got -1.0"):
         clip_grad_norm([param([0.0], grad=[1.0])], max_norm=-1)
+
+
+def test_clip_grad_norm_uses_a_norm_already_taken_and_grad_norm_sums_in_float64():
+    a, b = param([0.0, 0.0], grad=[3.0, 0.0]), param([0.0], grad=[4.0])
+    assert grad_norm([a, b]) == 5.0
+    assert clip_grad_norm([a, b], max_norm=1.0, norm=10.0) == 10.0  # scaled by 1 / 10
+    np.testing.assert_allclose(a.grad, [0.3, 0.0], rtol=1e-15)
+    g = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    c = Parameter(np.zeros(1000, np.float32))
+    c.grad = g
+    assert grad_norm([c]) == math.sqrt(float(np.sum(np.square(g, dtype=np.float64))))

@@ -377,3 +377,71 @@ def test_a_run_cannot_continue_to_fewer_steps_than_it_has(saved_state):
         train_sequence(setup_for(1), state=state)
     with pytest.raises(ValueError, match="save_every must be a whole number of steps >= 1"):
         train_sequence(setup_for(3), save_every=0)
+
+
+# --- the step's checks and the plans a loop keeps ----------------------------------------------
+
+def test_finite_gradients_whose_norm_overflows_are_not_a_non_finite_step():
+    # The norm check stands in for the per-gradient look only when the norm is finite: a norm
+    # that overflows from finite gradients is reported as inf, the step is not skipped.
+    model = make_model(np.float64)
+    params = model.parameters()
+    inputs, targets = make_batch(dtype=np.float64)
+    chain = model.chain(inputs, targets)
+    reverse = chain.reverse
+
+    def huge(i, *args, **kwargs):
+        result = reverse(i, *args, **kwargs)
+        return tuple(a * 1e160 for a in result) if i == 3 else result
+
+    chain.reverse = huge
+    before = [p.data.copy() for p in params]
+    with np.errstate(over="ignore"):  # the squares overflow (NumPy would warn)
+        result = train_step(Full().plan(chain.profile()), chain, params, SGD(params, lr=1e-150))
+    assert not result.skipped and result.grad_norm == np.inf
+    assert all(np.isfinite(p.grad).all() for p in params)
+    assert any(not np.array_equal(p.data, b) for p, b in zip(params, before))  # applied
+
+
+def test_the_reported_norm_includes_kolen_pollacks_feedback_gradients():
+    from bptt.nn.feedback import attach_feedback, trainable_parameters
+    from bptt.nn.layer_chain import LayerChain
+    from bptt.nn import MLP
+    rng = np.random.default_rng(0)
+    mlp = attach_feedback(MLP([4, 8, 3], rng=rng), "kp", rng)
+    params = trainable_parameters(mlp)
+    x, y = rng.standard_normal((5, 4)), rng.integers(0, 3, 5)
+    chain = LayerChain(mlp, x, y)
+    result = train_step(Full().plan(chain.profile()), chain, params, SGD(params, lr=0.1),
+                        feedback=mlp.feedback)
+    weights_only = grad_norm([p for p in params if not p.name.startswith("B_")])
+    assert result.grad_norm == grad_norm(params) and result.grad_norm > weights_only
+
+
+def test_a_short_plan_is_kept_as_a_tuple_and_runs_as_before_a_long_one_stays_lazy():
+    from checkpointing import Compressed, LossyPlan, execute
+    from bptt.training.train import SHORT_PLAN, kept_plan
+    from bptt.training.uoro import UORO
+    model = make_model(np.float64)
+    inputs, targets = make_batch(T=7, dtype=np.float64)
+    profile = model.chain(inputs, targets).profile()
+    for strategy in (Full(), Revolve(2), Periodic(3), Compressed(Revolve(2), snapshots="float16")):
+        plan = strategy.plan(profile)
+        kept = kept_plan(plan)
+        assert isinstance(kept.actions, tuple) and list(kept) == list(plan)
+        assert type(kept) is type(plan) and kept.check() == plan.check()
+        if isinstance(plan, LossyPlan):
+            assert kept.compression == plan.compression
+        runs = []
+        for p in (plan, kept):
+            for q in model.parameters():
+                q.zero_grad()
+            run = execute(p, model.chain(inputs, targets))
+            runs.append((run.loss, run.peak_cache_bytes,
+                         [q.grad.tobytes() for q in model.parameters()]))
+        assert runs[0] == runs[1]
+    from checkpointing import ChainProfile
+    long = Full().plan(ChainProfile.uniform(SHORT_PLAN + 1))
+    assert kept_plan(long) is long
+    online = UORO(seed=1).plan(profile)  # not a checkpointing plan: passed through
+    assert kept_plan(online) is online
