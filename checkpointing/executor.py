@@ -170,7 +170,6 @@ class _Run:
         self.grad = None  # gradient of the state after the next step to reverse; None is zero
         self.initial_grad = None
         self.loss = 0.0
-        self._handlers = None
         self.ledger.hold(("current",), self.current)
 
     def _set_current(self, state) -> None:
@@ -179,25 +178,15 @@ class _Run:
         self.ledger.hold(("current",), state)
 
     def run(self, plan: Plan, stats: PlanStats) -> Execution:
-        do = self._actions()
+        handlers = _HANDLERS
         fuse = getattr(self.chain, "fuses_runs", False) and not self.packing
         for action in (_windowed(plan) if fuse else plan):
-            do[type(action)](action)
+            handlers[type(action)](self, action)
         return self.result(stats)
 
     def do(self, action) -> None:
         """Carry out one (already checked) action."""
-        self._actions()[type(action)](action)
-
-    def _actions(self) -> dict:
-        """Each action type's handler: one table lookup per action, not a chain of tests (at
-        small shapes the executor's own per-step cost is a visible share of the step)."""
-        if self._handlers is None:
-            self._handlers = {Record: self._record, Reverse: self._reverse,
-                              Advance: self._advance, Snapshot: self._snapshot,
-                              Restore: self._restore, Drop: self._drop, Discard: self._discard,
-                              Cut: self._cut, _Window: self._window}
-        return self._handlers
+        _HANDLERS[type(action)](self, action)
 
     def _record(self, action: Record) -> None:
         tape = self.chain.record(action.index, self.current)
@@ -280,6 +269,13 @@ class _Run:
             a + b for a, b in zip(self.initial_grad, self.grad))
 
 
+# Each action type's handler: one table lookup per action, not a chain of tests (at small
+# shapes the executor's own per-step cost is a visible share of the step).
+_HANDLERS = {Record: _Run._record, Reverse: _Run._reverse, Advance: _Run._advance,
+             Snapshot: _Run._snapshot, Restore: _Run._restore, Drop: _Run._drop,
+             Discard: _Run._discard, Cut: _Run._cut}
+
+
 @dataclass(frozen=True)
 class _Window:
     """Record(start), ..., Record(stop - 1), the `drops` (slots no longer needed), then at
@@ -288,6 +284,9 @@ class _Window:
     start: int
     stop: int
     drops: tuple = ()
+
+
+_HANDLERS[_Window] = _Run._window
 
 
 _WINDOWED_MEMO = 100_000  # the most items of a plan's windowed actions kept for its next run

@@ -51,7 +51,11 @@ class FusedSequenceChain(SequenceChain):
         super().__init__(model, inputs, targets, input_grad=input_grad, step=step)
         self.core = model.cell.core
         self._mse = model.loss == "mse"
-        self.fuses_runs = self._mse  # see the class docstring; cross-entropy goes step by step
+        # Windows (see the class docstring) for mse; step by step for cross-entropy, and for a
+        # subclass that overrides record or reverse, which windows would silently bypass.
+        kind = type(self)
+        self.fuses_runs = (self._mse and kind.record is FusedSequenceChain.record
+                           and kind.reverse is FusedSequenceChain.reverse)
         self._scale = 1.0 / self.loss_steps
         self._first_loss = 0 if model.every_step else self.length - 1
         self._weights_read = False  # weights are read at the first forward of a run

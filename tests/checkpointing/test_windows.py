@@ -8,7 +8,7 @@ plan run action by action.
 import numpy as np
 import pytest
 
-from bptt.nn.rnn import RNN
+from bptt.nn.rnn import RNN, FusedSequenceChain
 from checkpointing import (Adaptive, Full, Periodic, Record, Revolve, Reverse, Snapshot,
                            Truncated, execute, simulate)
 from checkpointing.executor import _Window, _windows
@@ -91,3 +91,18 @@ def test_cross_entropy_chains_go_step_by_step():
     model = RNN("gru", 2, 3, 4, np.random.default_rng(0), loss="xent")
     chain = model.chain(np.zeros((5, 2, 2), np.float32), np.zeros((5, 2), np.int64))
     assert not chain.fuses_runs
+
+
+def test_a_chain_that_overrides_reverse_is_not_bypassed_by_windows():
+    class Counting(FusedSequenceChain):
+        reversed = 0
+
+        def reverse(self, i, tape, grad, with_loss=True, keep=False):
+            Counting.reversed += 1
+            return super().reverse(i, tape, grad, with_loss, keep)
+
+    model, inputs, targets = problem("lstm", 1, True, np.float32, T=6)
+    chain = Counting(model, inputs, targets)
+    assert not chain.fuses_runs and model.chain(inputs, targets).fuses_runs
+    execute(Full().plan(chain.profile()), chain)
+    assert Counting.reversed == 6
