@@ -108,6 +108,7 @@ def compressed_plan(budget: int, codec: Codec, profile: ChainProfile) -> LossyPl
     """
     T = profile.length
     everything = Compression(codec.name)
+
     def fits(plan):
         return compressed_peak(plan, profile, everything) <= budget
 

@@ -219,7 +219,8 @@ def main(seq_len, batch, inputs, hidden, rounds, device, json_path, markdown_pat
     print(f"equal memory: adaptive/torch_checkpoint time "
           f"{by['bptt_adaptive']['ratio_vs_torch_checkpoint']:.2f}x (target <= 0.8), "
           f"revolve {by['bptt_revolve']['ratio_vs_torch_checkpoint']:.2f}x; "
-          f"half memory: adaptive time {by['bptt_adaptive_half']['ratio_vs_torch_checkpoint']:.2f}x "
+          f"half memory: adaptive time "
+          f"{by['bptt_adaptive_half']['ratio_vs_torch_checkpoint']:.2f}x "
           f"at {by['bptt_adaptive_half']['memory_vs_torch_checkpoint']:.2f}x the memory "
           f"(target: <= 0.5x memory at <= 1.0x time)")
     for path, text in ((json_path, json.dumps(rows, indent=2)), (markdown_path, table)):

@@ -5,9 +5,10 @@ prediction on the embedded Reber grammar at T=200 (Hochreiter & Schmidhuber 1997
 checkpoint, revolve and adaptive -- exact, so their loss curves are the same bit for bit -- and
 with truncated BPTT whose window k=4 is shorter than the grammar's long-range lag (the repeated
 branch symbol comes 6 to dozens of steps after the first), so it follows another trajectory and
-misses that symbol more often. Runs through `bptt.studies.bench.benchmark`, the rows `bptt-bench compare`
-prints; adds the long-range accuracy on a held-out batch. Writes convergence.png and
-convergence.json (the rows with their histories) into --out. About a minute on two cores.
+misses that symbol more often. Runs through `bptt.studies.bench.benchmark`, the rows
+`bptt-bench compare` prints; adds the long-range accuracy on a held-out batch. Writes
+convergence.png and convergence.json (the rows with their histories) into --out. About a minute
+on two cores.
 
     python scripts/figure_convergence.py        # results/figures/convergence.{png,json}
 """

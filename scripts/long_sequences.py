@@ -100,7 +100,7 @@ def main(lengths, slots, hidden, batch, steps, seed, json_path):
         first = base[r["strategy"]]
         extra_steps = r["seq_len"] - first["seq_len"]
         r["traced_growth_bytes_per_step"] = ((r["traced_peak_bytes"] - first["traced_peak_bytes"])
-                                            / extra_steps if extra_steps else None)
+                                             / extra_steps if extra_steps else None)
         r["input_bytes_per_step"] = r["input_bytes"] / r["seq_len"]
     print(f"tanh RNN, H={hidden}, B={batch}, D=2 (adding problem), float32, Adam, clip 1.0; "
           f"{steps} training steps per row, one traced")

@@ -18,7 +18,7 @@ from bptt.training.pretrained import save_pretrained
 from bptt.training.memory import format_bytes
 from bptt.studies.bench import benchmark, first_batch_gradients, label, reference_strategy
 from bptt.training.train import (NonFiniteError, SequenceSetup, load_training_state, run_identity,
-                        save_training_state)
+                                 save_training_state)
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, simulate
 from checkpointing.plan import ChainProfile
 
@@ -141,7 +141,7 @@ def train_one(options: dict) -> None:
 def _train_and_report(options: dict, setup: SequenceSetup, strategy, training: dict) -> None:
     done = training["state"].step if "state" in training else 0
     with progress(setup.steps - done, f"training {setup.task.name} ({strategy.name})",
-                   options["quiet"]) as bar:
+                  options["quiet"]) as bar:
         try:
             row, run, extras = benchmark(setup, strategy, on_step=lambda r: bar.update(1),
                                          **training)
@@ -157,7 +157,7 @@ def _train_and_report(options: dict, setup: SequenceSetup, strategy, training: d
     write_outputs(options, [row], single=True)
     if options.get("save_dir") is not None:
         write_output(options["save_dir"], save_pretrained, run.model,
-               {**sequence_card(setup, strategy.name, row), "backward": setup.backward})
+                     {**sequence_card(setup, strategy.name, row), "backward": setup.backward})
     if options.get("grads_path") is not None:
         write_output(options["grads_path"], _save_grads, extras, row)
 
@@ -253,7 +253,8 @@ def write_text_output(path, text: str) -> None:
 def write_outputs(options: dict, rows: list[dict], single: bool) -> None:
     """The --json, --csv and --plot outputs of a run (`single`) or a comparison."""
     if options.get("json_path") is not None:
-        write_text_output(options["json_path"], files.dumps_strict(rows[0] if single else rows) + "\n")
+        write_text_output(options["json_path"],
+                          files.dumps_strict(rows[0] if single else rows) + "\n")
     if options.get("csv_path") is not None:
         write_text_output(options["csv_path"], _csv(rows))
     if options.get("plot_path") is not None:

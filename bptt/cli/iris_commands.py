@@ -45,7 +45,7 @@ def train_iris(options: dict) -> None:
                   f"(points: test set)")
     if options.get("save_dir") is not None:
         write_output(options["save_dir"], save_pretrained, run.model,
-               {**iris.pretrained_config(run, strategy=name), "backward": row["backward"]})
+                     {**iris.pretrained_config(run, strategy=name), "backward": row["backward"]})
 
 
 def compare_iris(names: list[str], options: dict) -> None:
@@ -79,8 +79,8 @@ def compare_iris(names: list[str], options: dict) -> None:
                                        "seconds": h["seconds"]} for h in row["history"]]}
                   for row in rows]
         write_output(options["plot_path"], plot_training_curves, curves,
-               title=f"iris, MLP {'-'.join(map(str, rows[0]['sizes']))}: training-set loss "
-                     f"after each epoch")
+                     title=f"iris, MLP {'-'.join(map(str, rows[0]['sizes']))}: training-set loss "
+                           f"after each epoch")
 
 
 def _iris_training(options: dict) -> dict:

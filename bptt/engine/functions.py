@@ -387,4 +387,7 @@ __all__ = ["add", "concatenate", "div", "exp", "getitem", "log", "matmul",
            "stack", "sub", "sum", "tanh", "transpose", "unbroadcast"]
 
 # Tensor's operators and methods (`a + b`, `x.sum()`, ...) call these.
-vars(OPERATIONS).update(add=add, sub=sub, mul=mul, div=div, neg=neg, matmul=matmul, getitem=getitem, sum=sum, mean=mean, reshape=reshape, transpose=transpose, tanh=tanh, sigmoid=sigmoid, relu=relu, exp=exp, log=log)
+vars(OPERATIONS).update(add=add, sub=sub, mul=mul, div=div, neg=neg, matmul=matmul,
+                        getitem=getitem, sum=sum, mean=mean, reshape=reshape,
+                        transpose=transpose, tanh=tanh, sigmoid=sigmoid, relu=relu,
+                        exp=exp, log=log)

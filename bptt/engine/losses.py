@@ -12,8 +12,10 @@ import numpy as np
 from bptt.engine.tensor import Function, Tensor
 
 
-# --- the nodes --------------------------------------------------------------------------------------
+# --- the nodes ---------------------------------------------------------------------------------
 _max, _sum = np.maximum.reduce, np.add.reduce
+
+
 def non_finite_error(op: str, **arrays: np.ndarray) -> FloatingPointError:
     """The error for a loss that came out NaN/Inf, naming the input that caused it (slow path)."""
     for what, array in arrays.items():
@@ -88,7 +90,6 @@ class MSELoss(Function):
         diff, pred_dtype, target_dtype = self.saved
         grad = diff * (2 * g / diff.size)
         return grad.astype(pred_dtype, copy=False), (-grad).astype(target_dtype, copy=False)
-
 
 
 # --- the public functions ----------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """The autograd core: `Tensor`, `Function` and the reverse sweep.
 
-The core knows nothing about specific operations (those live in `bptt.engine.functions`). A `Function`
-runs its `forward` on raw ndarrays and keeps, through `save()`, exactly the arrays its `backward`
-needs: that is the cache. The graph holds no other data: a node points to the nodes that produced
-its inputs (edges), not to the input arrays, so the bytes a recorded graph holds are the bytes its
-nodes saved (see `graph_bytes`).
+The core knows nothing about specific operations (those live in `bptt.engine.functions`). A
+`Function` runs its `forward` on raw ndarrays and keeps, through `save()`, exactly the arrays its
+`backward` needs: that is the cache. The graph holds no other data: a node points to the nodes that
+produced its inputs (edges), not to the input arrays, so the bytes a recorded graph holds are the
+bytes its nodes saved (see `graph_bytes`).
 
 `backward` orders the graph with an explicit stack (no recursion, any depth) and frees each node's
 cache as soon as its backward has run, unless `retain_graph=True`.
@@ -140,7 +140,7 @@ class Tensor:
         """Backpropagate from this tensor; `grad` defaults to 1 for a one-element tensor."""
         backward([self], None if grad is None else [grad], retain_graph=retain_graph)
 
-    # --- operators (implemented in bptt.engine.functions) -------------------------------------------
+    # --- operators (implemented in bptt.engine.functions) -----------------------------------
     def __add__(self, other):
         return OPERATIONS.add(self, other)
 
@@ -185,7 +185,7 @@ class Tensor:
 
     def reshape(self, *shape):
         return OPERATIONS.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], tuple)
-                              else shape)
+                                  else shape)
 
     def transpose(self, *axes):
         return OPERATIONS.transpose(self, axes or None)

@@ -81,19 +81,19 @@ def mlp_alignment(mlp: MLP, x: np.ndarray, labels: np.ndarray) -> list[dict]:
         true_deltas, true_updates = error_signals(mlp, x, labels)
     feedback = getattr(mlp, "feedback", None)
     rows = []
-    for l, layer in enumerate(mlp.layers):
+    for index, layer in enumerate(mlp.layers):
         matrix = None
-        if feedback is not None and l >= 1:
-            matrix = feedback.matrix(str(l))
+        if feedback is not None and index >= 1:
+            matrix = feedback.matrix(str(index))
         W_T = layer.weight.data.T
         rows.append({
-            "layer": l,
-            "update_angle": angle(updates[l], true_updates[l]),
+            "layer": index,
+            "update_angle": angle(updates[index], true_updates[index]),
             "feedback_angle": (angle(matrix, W_T) if matrix is not None
                                and matrix.shape == W_T.shape else (0.0 if feedback is None
-                                                                   and l >= 1 else None)),
-            "signal_angle": angle(deltas[l], true_deltas[l]),
-            "signal_distance": relative_distance(deltas[l], true_deltas[l]),
+                                                                   and index >= 1 else None)),
+            "signal_angle": angle(deltas[index], true_deltas[index]),
+            "signal_distance": relative_distance(deltas[index], true_deltas[index]),
         })
     return rows
 

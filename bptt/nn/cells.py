@@ -2,9 +2,9 @@
 
 A cell maps (x_t, state) to the next state; the state is a tuple of (B, H) tensors: (h,) for the
 RNN and GRU cells, (h, c) for the LSTM. Each cell runs its step in one of two ways:
-`fused=True` records one node per step (`bptt.engine.cell_functions`, hand-written backward: fast, small
-cache); `fused=False` builds the same step from engine operations, the reference the fused step is
-tested against.
+`fused=True` records one node per step (`bptt.engine.cell_functions`, hand-written backward: fast,
+small cache); `fused=False` builds the same step from engine operations, the reference the fused
+step is tested against.
 
 Weights are drawn from U(-1/sqrt(H), 1/sqrt(H)) as PyTorch does, in float64 and then cast, so a
 float32 cell holds the float32 rounding of its float64 twin built from the same seed.
@@ -30,7 +30,8 @@ class RecurrentCell(Module, ABC):
     """
 
     state_names: tuple[str, ...] = ("h",)
-    core: type = RNNCore  # the step's nonlinear part (`bptt.engine.cell_functions`), for array chains
+    # The step's nonlinear part (`bptt.engine.cell_functions`), for array chains.
+    core: type = RNNCore
 
     def __init__(self, input_size: int, hidden_size: int, rng: np.random.Generator,
                  dtype=np.float64, fused: bool = True):

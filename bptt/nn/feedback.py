@@ -174,9 +174,9 @@ def attach_feedback(model: Module, variant: str, rng: np.random.Generator,
         return model
     if hasattr(model, "layers"):  # an MLP
         n_out = model.sizes[-1]
-        pairs = [(str(l), layer.weight,
+        pairs = [(str(index), layer.weight,
                   (n_out if variant == "dfa" else layer.out_features, layer.in_features))
-                 for l, layer in enumerate(model.layers) if l >= 1]
+                 for index, layer in enumerate(model.layers) if index >= 1]
     else:
         if not model.cell.fused:
             raise ValueError(f"backward variant {variant!r} runs on fused cells (the chain "
@@ -195,35 +195,35 @@ def variant_of(model: Module) -> str:
     return "backprop" if feedback is None else feedback.variant
 
 
-def layer_forward(model: Module, l: int, h: Tensor, direct: DirectError | None) -> Tensor:
-    """Layer l of an MLP on h with the model's backward variant: x W + b whose backward forms
-    the input error by the variant (`backprop`: the plain engine operations)."""
-    layer = model.layers[l]
+def layer_forward(model: Module, index: int, h: Tensor, direct: DirectError | None) -> Tensor:
+    """Layer `index` (l) of an MLP on h with the model's backward variant: x W + b whose backward
+    forms the input error by the variant (`backprop`: the plain engine operations)."""
+    layer = model.layers[index]
     feedback = getattr(model, "feedback", None)
     if feedback is None:
         return layer(h)
     h = h if isinstance(h, Tensor) else Tensor(h)
-    matrix = feedback.matrix(str(l)) if l >= 1 else None
+    matrix = feedback.matrix(str(index)) if index >= 1 else None
     z = FeedbackMatMul()(h, layer.weight, feedback=matrix,
                          direct=direct if feedback.variant == "dfa" else None,
-                         output=l == len(model.layers) - 1)
+                         output=index == len(model.layers) - 1)
     return z + layer.bias
 
 
-def input_error(model: Module, l: int, dz: np.ndarray, direct: DirectError,
+def input_error(model: Module, index: int, dz: np.ndarray, direct: DirectError,
                 x: np.ndarray) -> np.ndarray:
-    """The error layer l of an MLP sends to its input x, from its δ = `dz` (batch, out), on
-    arrays: dz Wᵀ for backprop, else the variant's (zeros for the data, l = 0; dfa: the output
+    """The error layer `index` (l) of an MLP sends to its input x, from its δ = `dz` (batch, out),
+    on arrays: dz Wᵀ for backprop, else the variant's (zeros for the data, l = 0; dfa: the output
     error, written to `direct` by the output layer, through the layer's matrix)."""
     feedback = getattr(model, "feedback", None)
     if feedback is None:
-        return dz @ model.layers[l].weight.data.T
-    if l == 0:
+        return dz @ model.layers[index].weight.data.T
+    if index == 0:
         return np.zeros_like(x)
-    matrix = feedback.matrix(str(l))
+    matrix = feedback.matrix(str(index))
     if feedback.variant != "dfa":
         return dz @ matrix
-    if l == len(model.layers) - 1:
+    if index == len(model.layers) - 1:
         direct.error = dz
     if direct.error is None:
         raise RuntimeError("dfa: a hidden layer was reversed before the output layer; dfa "

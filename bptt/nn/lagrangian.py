@@ -65,10 +65,11 @@ def lagrange_multipliers(mlp: MLP, x: np.ndarray, labels: np.ndarray,
         rows = slice(start, min(batch, start + chunk))
         n = rows.stop - rows.start
         A = np.broadcast_to(np.eye(N, dtype=x.dtype), (n, N, N)).copy()
-        for l in range(len(zs) - 1):
+        # l is the layer index of the docstring's equations (λ^(l), W^(l+1)), hence the name.
+        for l in range(len(zs) - 1):  # noqa: E741
             block = derivative(zs[l][rows])[:, :, None] * mlp.layers[l + 1].weight.data
             A[:, offsets[l]:offsets[l + 1], offsets[l + 1]:offsets[l + 2]] = -block
         r = np.zeros((n, N, 1), x.dtype)
         r[:, offsets[-2]:, 0] = top[rows]
         solved[rows] = np.linalg.solve(A, r)[:, :, 0]
-    return [solved[:, offsets[l]:offsets[l + 1]] for l in range(len(zs))]
+    return [solved[:, offsets[l]:offsets[l + 1]] for l in range(len(zs))]  # noqa: E741

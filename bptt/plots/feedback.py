@@ -27,12 +27,12 @@ def plot_feedback_comparison(path, result: dict) -> None:
             acc = np.mean([[h["test_accuracy"] for h in hist] for hist in histories], axis=0)
             acc_ax.plot(epochs, acc, color=colour, label=row["backward"])
             layers = len(histories[0][0]["alignment"])
-            for l in range(layers - 1):  # the last layer's update is exact for every variant
-                style = ("-", "--", ":")[l % 3]
+            for index in range(layers - 1):  # the last layer's update is exact for every variant
+                style = ("-", "--", ":")[index % 3]
                 for key, ax in (("update_angle", update_ax), ("feedback_angle", feedback_ax)):
-                    values = [[_nan(h["alignment"][l if key == "update_angle" else l + 1][key])
-                               for h in hist] for hist in histories]
-                    layer = l if key == "update_angle" else l + 1
+                    layer = index if key == "update_angle" else index + 1
+                    values = [[_nan(h["alignment"][layer][key]) for h in hist]
+                              for hist in histories]
                     ax.plot(epochs, np.nanmean(values, axis=0), color=colour, linestyle=style,
                             label=f"{row['backward']} layer {layer}")
         acc_ax.set(xlabel="epoch", ylabel="test accuracy (mean over seeds)",

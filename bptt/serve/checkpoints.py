@@ -133,7 +133,7 @@ def load_checkpoint(directory, name: str | None = None) -> ServedModel:
         card = None
         if (directory / CARD_FILE).exists():
             card = files.read_regular_file(directory / CARD_FILE, MAX_CARD_BYTES,
-                                        "model card").decode("utf-8", errors="replace")
+                                           "model card").decode("utf-8", errors="replace")
     except io.ModelFileError as error:
         raise CheckpointError(str(error)) from None
     kind = "mlp" if isinstance(pretrained.model, MLP) else "rnn"

@@ -55,8 +55,8 @@ def lambda_distances(model, x: np.ndarray, y: np.ndarray) -> list[dict]:
     backward variant) and the multipliers λ solved from the Lagrangian's stationarity."""
     deltas, _ = error_signals(model, x, y)
     lambdas = lagrange_multipliers(model, x, y)
-    return [{"layer": l, "angle": angle(d, lam), "distance": relative_distance(d, lam)}
-            for l, (d, lam) in enumerate(zip(deltas, lambdas))]
+    return [{"layer": index, "angle": angle(d, lam), "distance": relative_distance(d, lam)}
+            for index, (d, lam) in enumerate(zip(deltas, lambdas))]
 
 
 def compare_classifier(train, data, variants, seeds, on_run=None, **recipe) -> dict:
@@ -135,10 +135,10 @@ def _mean_alignment(per_run: list[list[dict]]) -> list[dict]:
 
 def _mean_layers(per_run: list[list[dict]], keys) -> list[dict]:
     out = []
-    for l in range(len(per_run[0])):
-        row = {"layer": l}
+    for index in range(len(per_run[0])):
+        row = {"layer": index}
         for key in keys:
-            values = [run[l][key] for run in per_run if run[l][key] is not None]
+            values = [run[index][key] for run in per_run if run[index][key] is not None]
             row[key] = float(np.nanmean(values)) if values else None
         out.append(row)
     return out

@@ -26,6 +26,7 @@ from bptt.training.train import SequenceSetup, train_sequence
 from checkpointing import Adaptive, Full, Periodic, Revolve, Truncated, execute, simulate
 from checkpointing.lossy import Compressed
 
+
 def make_point_strategy(spec: str, profile):
     """The strategy object of a spec string (see `bptt.studies.points`) for a chain's profile."""
     name, params = parse_strategy(spec)

@@ -31,7 +31,8 @@ def state0():
 
 
 @pytest.mark.parametrize("args, kwargs, error, message", [
-    ((state0(), 0, Revolve(2)), {}, ValueError, r"length must be a whole number >= 1 \(or None with stop\), got 0"),
+    ((state0(), 0, Revolve(2)), {}, ValueError,
+     r"length must be a whole number >= 1 \(or None with stop\), got 0"),
     ((state0(), 2.5, Revolve(2)), {}, ValueError, "got 2.5"),
     ((state0(), 5, Revolve(2).plan(
         __import__("checkpointing").ChainProfile.uniform(7))), {}, ValueError,

@@ -27,7 +27,8 @@ def test_iris_trains_with_a_backward_variant(tmp_path):
     assert report["backward"] == "fa"
     run = iris.train(iris.load_data(), seed=42, epochs=3, backward="fa")
     assert report["final_train_loss"] == run.final.train_loss
-    loaded = from_pretrained(tmp_path / "model").model  # the feedback matrices come back with the weights
+    # The feedback matrices come back with the weights.
+    loaded = from_pretrained(tmp_path / "model").model
     assert loaded.feedback.B_1.data.tobytes() == run.model.feedback.B_1.data.tobytes()
 
 

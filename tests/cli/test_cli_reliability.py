@@ -70,7 +70,7 @@ def test_an_interrupted_run_resumed_ends_bit_for_bit_as_an_uninterrupted_one(tmp
 
 
 def test_a_run_may_resume_with_another_exact_strategy_and_into_another_directory(tmp_path,
-                                                                                straight):
+                                                                                 straight):
     ok(*SMALL, "--steps", 3, "--state-dir", tmp_path / "a", "--strategy", "checkpoint")
     ok(*SMALL, "--steps", 6, "--resume", tmp_path / "a", "--state-dir", tmp_path / "b",
        "--strategy", "revolve", "--slots", 2, "--save", tmp_path / "resumed")
@@ -217,13 +217,13 @@ BAD = [  # (arguments, or a function of tmp_path giving them; what the message m
 
 @pytest.mark.parametrize("args, message", BAD, ids=[str(k) for k in range(len(BAD))])
 def test_bad_input_is_one_error_line_with_exit_code_2_and_writes_nothing(tmp_path, monkeypatch,
-                                                                       args, message):
+                                                                         args, message):
     monkeypatch.chdir(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     args = args(work) if callable(args) else args
     outputs = [[option, tmp_path / name] for option, name in (("--json", "out.json"),
-                                                               ("--save", "model"))
+                                                              ("--save", "model"))
                if option not in args]
     before = sorted(tmp_path.rglob("*"))
     result = run(*SMALL, "--steps", 2, *args, *sum(outputs, []))

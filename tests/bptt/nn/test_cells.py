@@ -273,7 +273,7 @@ H0 = np.zeros((2, 4))
      "state c has dtype float32 but the cell is float64"),
 ])
 def test_cell_step_rejects_bad_inputs_with_the_value_and_the_expectation(x, state, error,
-                                                                          message):
+                                                                         message):
     for fused in (True, False):
         with pytest.raises(error, match=message):
             LSTMCell(3, 4, rng(), fused=fused)(x, state)

@@ -155,13 +155,15 @@ def test_place_labels_keeps_labels_off_each_other_and_off_the_markers():
     ax.set(xlim=(0.5, 2.5), ylim=(0.5, 2.5))
     fig.canvas.draw()
     labels = memory_plots.place_labels(ax, points, [f"point {k}" for k in range(9)], ["k"] * 9,
-                                avoid=points)
+                                       avoid=points)
     renderer = fig.canvas.get_renderer()
     boxes = [label.get_window_extent(renderer) for label in labels]
     for i, a in enumerate(boxes):
         assert not any(_overlaps(a, b) for b in boxes[i + 1:])
     for x, y in ax.transData.transform(points):
         assert not any(b.x0 < x < b.x1 and b.y0 < y < b.y1 for b in boxes)
+
+
 def test_an_animation_needs_moments_and_leaves_no_temporary(tmp_path):
     from bptt.inspect import inspect_batch
     from bptt.nn import MLP

@@ -14,7 +14,7 @@ from bptt.training.io import ModelFileError
 from bptt.nn.rnn import RNN
 from bptt.training.optim import SGD, Adam, grad_norm
 from bptt.training.train import (NonFiniteError, SequenceSetup, TrainingState, load_training_state,
-                        run_identity, save_training_state, train_sequence, train_step)
+                                 run_identity, save_training_state, train_sequence, train_step)
 from checkpointing import Full, Periodic, Revolve, Truncated, gradients
 from tasks import make_task
 
@@ -72,7 +72,7 @@ def faulty_chain(fault, model, inputs, targets):
 @pytest.mark.parametrize("on_nonfinite", ["stop", "skip"])
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 def test_a_failed_step_leaves_parameters_and_optimiser_state_bit_for_bit(kind, on_nonfinite,
-                                                                          fault, message):
+                                                                         fault, message):
     model = make_model()
     params = model.parameters()
     optimizer = make_optimizer(kind, params)
@@ -207,7 +207,7 @@ def test_a_stopped_run_saves_the_state_before_the_failing_step_and_continues_ski
     identity = run_identity(setup("stop"), Full())
     with pytest.raises(NonFiniteError, match=r"step (\d+):") as stopped:
         train_sequence(setup("stop"), on_save=lambda s: save_training_state(tmp_path, s,
-                                                                           identity))
+                                                                            identity))
     failed = int(stopped.value.args[0].split(":")[0].split()[1])
     state = load_training_state(tmp_path, setup("skip"), Full())
     assert state.step == failed
