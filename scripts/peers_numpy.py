@@ -211,4 +211,3 @@ def gemm_floor(cell: str, T: int, B: int, D: int, H: int, block: int, dtype=np.f
             matmul(xT, dub)
             matmul(hb, dub)
     return step
-
