@@ -56,7 +56,6 @@ import numpy as np  # noqa: E402
 
 from bptt.training.memory import traced_peak  # noqa: E402
 from bptt.nn import RNN  # noqa: E402
-from bptt.nn.rnn import FusedSequenceChain  # noqa: E402
 from checkpointing import Adaptive, Full, Periodic, Revolve, execute, simulate  # noqa: E402
 from peers_numpy import NUMPY_CELLS, gemm_floor  # noqa: E402
 from peers_torch import torch_gemm, torch_steps  # noqa: E402
@@ -124,9 +123,10 @@ def measure(cell: str, seq_len: int, rounds: int, batch: int, inputs: int,
     steps["numpy_full"] = lambda: numpy_full(problem.weights, problem.inputs, problem.targets)
     steps.update(torch_steps(cell, problem.weights, problem.inputs, problem.targets))
 
+    block = problem.model.chain(problem.inputs, problem.targets).block
+
     def floor(**blas):
-        return gemm_floor(cell, seq_len, batch, inputs, hidden, FusedSequenceChain.BLOCK,
-                          **blas)
+        return gemm_floor(cell, seq_len, batch, inputs, hidden, block, **blas)
     floors = {"gemm_floor": floor()}
     if torch_gemm(floor) is not None:
         floors["gemm_floor_torch"] = torch_gemm(floor)

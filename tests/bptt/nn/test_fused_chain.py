@@ -48,15 +48,31 @@ def test_fused_chain_agrees_with_the_composed_cells(cell, loss, every_step, stra
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
-@pytest.mark.parametrize("T", [1, 3, 4, 5, 8, 9])
-def test_block_edges_change_nothing(T):
+@pytest.mark.parametrize("edge", [lambda b: 1, lambda b: b - 1, lambda b: b, lambda b: b + 1,
+                                  lambda b: 2 * b, lambda b: 2 * b + 1],
+                         ids=["1", "b-1", "b", "b+1", "2b", "2b+1"])
+@pytest.mark.parametrize("strategy", [Periodic(2), Full()], ids=["checkpoint2", "full"])
+def test_block_edges_change_nothing(edge, strategy):
     """Sequences shorter than a block, ending on a block edge or just past one."""
-    assert FusedSequenceChain.BLOCK == 4
+    (fused, composed), _, _ = twins("gru")
+    T = edge(fused.chain(*twins("gru")[1:]).block)
     (fused, composed), inputs, targets = twins("gru", T=T)
-    grads = [gradients(Periodic(2), m.chain(inputs, targets), m.parameters())[0]
+    grads = [gradients(strategy, m.chain(inputs, targets), m.parameters())[0]
              for m in (fused, composed)]
     for name in grads[0]:
         np.testing.assert_allclose(grads[0][name], grads[1][name], rtol=1e-10, atol=1e-13)
+
+
+def test_the_block_holds_a_bounded_number_of_rows():
+    """4 steps at least, 32 at most, a block's (B, G) rows within BLOCK_NUMBERS above 4."""
+    size = FusedSequenceChain.block_size
+    assert size(32, 1024) == 4 and size(32, 256) == 4 and size(1, 16) == 32
+    for batch in (1, 3, 32, 512):
+        for width in (1, 16, 256, 1024, 4096):
+            block = size(batch, width)
+            assert 4 <= block <= 32 and block & (block - 1) == 0
+            assert block == 4 or block * batch * width <= FusedSequenceChain.BLOCK_NUMBERS
+            assert block == 32 or 2 * block * batch * width > FusedSequenceChain.BLOCK_NUMBERS
 
 
 def test_the_chain_reads_the_weights_at_each_run():
