@@ -276,6 +276,9 @@ class GRUStep(_FusedStep):
 
 
 # --- the read-out and its loss as one node --------------------------------------------------------
+_PRODUCT_NUMBERS = 65536  # the most numbers of `readout_errors`' elementwise product at once
+
+
 def readout_errors(h: np.ndarray, W: np.ndarray, b: np.ndarray,
                    target: np.ndarray) -> np.ndarray:
     """diff = h W + b - target for h (..., H), W (H, O), target (..., O), over any leading axes.
@@ -283,11 +286,18 @@ def readout_errors(h: np.ndarray, W: np.ndarray, b: np.ndarray,
     The bits of each row do not depend on how many rows are computed together, so n steps
     read out at once give exactly the numbers of each step read out alone: with one output
     column the product is an elementwise product and a row sum (a GEMM of one column may
-    take another kernel for more rows), with more columns a stacked matmul, one GEMM per
-    leading index.
+    take another kernel for more rows), taken over chunks of rows so that a window's read-out
+    needs no temporary as large as its states; with more columns a stacked matmul, one GEMM
+    per leading index.
     """
     if W.shape[1] == 1:
-        diff = np.multiply(h, W[:, 0]).sum(axis=-1, keepdims=True)
+        diff = np.empty(h.shape[:-1] + (1,), np.result_type(h, W))
+        rows = h.reshape(-1, h.shape[-1])
+        out = diff.reshape(-1, 1)
+        step = max(1, _PRODUCT_NUMBERS // rows.shape[1])  # the product's temporary stays small
+        for start in range(0, len(rows), step):
+            part = slice(start, start + step)
+            np.multiply(rows[part], W[:, 0]).sum(axis=-1, keepdims=True, out=out[part])
     else:
         diff = np.matmul(h, W)
     diff += b
