@@ -19,6 +19,11 @@ The executor needs these of a chain, all in `Chain`:
                                         another framework names its own, e.g. torch storages)
     ended(i, state)                  -> only for a stream (length None, `execute_online`):
                                         whether it ends before step i
+Optional, for speed (`bptt.nn.fused_chain.FusedSequenceChain`): a chain whose `fuses_runs` is
+true gets each window "Record a..b-1, then Reverse b-1..a" as
+    record_run(a, b, state)          -> a window tape: `state` (state b), `loss_values` (one
+                                        per step) and `arrays()`
+    reverse_run(window, grad)        -> the gradient of state a, as the reverses one by one
 A tape is a `Tape` (the engine's graph of one step) or any object with its `state`,
 `loss_value` and `arrays()`.
 
