@@ -46,7 +46,6 @@ import os
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"  # before NumPy or torch load their BLAS: the same for everyone
 
-import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -54,6 +53,7 @@ from pathlib import Path  # noqa: E402
 import click  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bptt.training.files import atomic_write_bytes, atomic_write_json  # noqa: E402
 from bptt.training.memory import traced_peak  # noqa: E402
 from bptt.nn import RNN  # noqa: E402
 from checkpointing import Adaptive, Full, Periodic, Revolve, execute, simulate  # noqa: E402
@@ -285,10 +285,10 @@ def main(cells, seq_lens, rounds, batch, inputs, hidden, quick, json_path, markd
     print(targets(rows))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(rows, indent=2))
+        atomic_write_json(json_path, rows)
     if markdown_path is not None:
         markdown_path.parent.mkdir(parents=True, exist_ok=True)
-        markdown_path.write_text(table + "\n")
+        atomic_write_bytes(markdown_path, (table + "\n").encode())
 
 
 if __name__ == "__main__":

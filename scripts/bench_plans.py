@@ -10,12 +10,12 @@ Run on one core for steadier figures:
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import click
 
+from bptt.training.files import atomic_write_json
 from checkpointing import Full, Periodic, Revolve, Truncated, simulate
 from checkpointing.plan import ChainProfile
 
@@ -62,7 +62,7 @@ def main(seq_len, json_path):
               f"{r['replay_us_per_action']:>12.3f} {r['check_s']:>8.3f}")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(rows, indent=2))
+        atomic_write_json(json_path, rows)
 
 
 if __name__ == "__main__":

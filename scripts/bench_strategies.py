@@ -9,13 +9,13 @@ measured once under tracemalloc. Writes a JSON list of rows and prints a Markdow
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import click
 import numpy as np
 
+from bptt.training.files import atomic_write_json
 from bptt.training.memory import traced_peak
 from bptt.nn import RNN
 from checkpointing import Adaptive, Full, Periodic, Revolve, execute, simulate
@@ -80,7 +80,7 @@ def main(seq_len, batch, input_size, hidden, rounds, budget_fraction, slots, jso
               f"{r['forward_steps']} | {r['median_s']:.3f} s | {r['time_vs_full']:.2f}x |")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(rows, indent=2))
+        atomic_write_json(json_path, rows)
 
 
 if __name__ == "__main__":

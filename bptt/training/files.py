@@ -129,19 +129,8 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
     Only a regular file (or nothing) at `path` is replaced; a symbolic link is followed.
     """
-    path = check_replaceable(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would have
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        check_replaceable(path)  # again: something may have appeared there meanwhile
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    path = Path(path)
+    atomic_write_files(path.parent, {path.name: data})
 
 
 def atomic_write_files(directory, files: Mapping[str, bytes]) -> None:
