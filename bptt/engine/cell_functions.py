@@ -306,28 +306,32 @@ def readout_errors(h: np.ndarray, W: np.ndarray, b: np.ndarray,
 
 
 def readout_mse_steps(h: np.ndarray, W: np.ndarray, b: np.ndarray, target: np.ndarray,
-                      scale: float, guarded: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                      scale: float, guarded: bool = True,
+                      first_step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(losses (n,), diff (n, B, O)) for n steps read out at once: h (n, B, H), target
     (n, B, O); step t's loss is scale * mean((h_t W + b - target_t)^2) over its B x O numbers.
 
-    Raises FloatingPointError naming where the inputs are NaN/Inf, as `mse_loss` does.
+    Raises FloatingPointError naming where the inputs are NaN/Inf, as `mse_loss` does, within
+    the first step whose loss is not finite (time step `first_step` + its index, when given).
     `guarded=False` is for a caller that already ignores NumPy's overflow and invalid warnings
     (a chain inside its `session`): entering an `np.errstate` costs about as much as a small
     step's read-out.
     """
     if guarded:
         with np.errstate(invalid="ignore", over="ignore"):  # reported below, naming the input
-            return readout_mse_steps(h, W, b, target, scale, guarded=False)
+            return readout_mse_steps(h, W, b, target, scale, False, first_step)
     diff = readout_errors(h, W, b, target)
     flat = diff.reshape(diff.shape[0], -1)
     losses = (flat * flat).sum(axis=1)
     losses *= scale / flat.shape[1]
     if not math.isfinite(losses.max()):  # losses are >= 0: the max is NaN or Inf if any is
-        if len(h) == 1:  # one step: name positions within it
-            h, target = h[0], target[0]
+        t = int(np.argmax(~np.isfinite(losses)))  # name positions within that step
         with np.errstate(invalid="ignore", over="ignore"):
-            prediction = h @ W + b
-        raise non_finite_error("mse_loss", prediction=prediction, target=target)
+            prediction = h[t] @ W + b
+        error = non_finite_error("mse_loss", prediction=prediction, target=target[t])
+        if first_step is not None:
+            error = FloatingPointError(f"time step {first_step + t}: {error}")
+        raise error
     return losses, diff
 
 

@@ -160,7 +160,7 @@ class FusedSequenceChain(SequenceChain):
         (n, B, H): `readout_mse_steps`, so a window's read-out in one pass is its steps'."""
         target = self.targets[start:stop] if self.model.every_step else self.targets[None]
         return readout_mse_steps(h, self._W_y, self._b_y, target, self._scale,
-                                 guarded=not self._quiet)
+                                 guarded=not self._quiet, first_step=start)
 
     def record_run(self, start: int, stop: int, state) -> "_RunTape":
         """Steps start..stop-1 from `state`, recorded back to back for `reverse_run`.

@@ -125,3 +125,14 @@ def test_a_window_allocates_no_more_than_its_steps_one_by_one(cell):
         run()  # warm-up: cached constants, lazy imports
         peaks[fused] = traced_peak(run)[0]
     assert peaks[True] <= peaks[False], peaks
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["step_by_step", "windows"])
+def test_a_non_finite_read_out_names_its_time_step_either_way(fused):
+    model, inputs, targets = problem("rnn", 1, True, np.float32, T=9)
+    targets[6, 1, 0] = 1e30  # finite, but its squared error overflows float32: step 6 only
+    chain = model.chain(inputs, targets)
+    chain.fuses_runs = fused
+    with pytest.raises(FloatingPointError, match=r"^time step 6: mse_loss: the loss is not "
+                                                 r"finite although every input is finite"):
+        execute(Full().plan(chain.profile()), chain)
